@@ -1,0 +1,1 @@
+"""The model API: serves the artifact and model card that the pipeline's export stage writes."""

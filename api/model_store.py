@@ -1,0 +1,91 @@
+"""Load the served model exactly as the card describes it, or say precisely why not.
+
+The artifact is a pickle, which can run code when loaded, so it is only ever loaded after its
+sha256 matches the card; a scikit-learn version other than the card's is refused too, because a
+Pipeline unpickled by another version may predict differently without any error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+
+CARD_NAME = "model_card.json"
+SUPPORTED_CARD_SCHEMA = 1
+
+
+class ModelUnavailable(Exception):
+    """The model cannot be served; the message is the reason /health reports."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    pipeline: Any
+    card: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.card["model_version"])
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns the Pipeline takes, in order."""
+        return list(self.card["model_inputs"])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Predict MEDV for a float64 matrix whose columns follow `inputs`; gaps are NaN."""
+        # The request schema has already checked every value, so sklearn's own checks are skipped.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return np.asarray(self.pipeline.predict(rows), dtype=np.float64)
+
+
+def read_card(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / CARD_NAME
+    try:
+        card: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelUnavailable(f"model card {path} not found; run `make repro` first") from None
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"model card {path} is unreadable: {error}") from None
+    if card.get("schema_version") != SUPPORTED_CARD_SCHEMA:
+        raise ModelUnavailable(
+            f"model card {path} has schema_version {card.get('schema_version')!r}; "
+            f"this service reads {SUPPORTED_CARD_SCHEMA}"
+        )
+    return card
+
+
+def load(model_dir: Path) -> ServedModel:
+    """Verify the artifact against its card, then load it; raise ModelUnavailable otherwise."""
+    card = read_card(model_dir)
+    artifact = model_dir / card["artifact"]["file"]
+    if not artifact.is_file():
+        raise ModelUnavailable(f"model artifact {artifact} not found (the card names it)")
+    actual = sha256_of(artifact)
+    if actual != card["artifact"]["sha256"]:
+        raise ModelUnavailable(
+            f"model artifact {artifact} has sha256 {actual}, but the card says "
+            f"{card['artifact']['sha256']}; refusing to load it"
+        )
+    expected = card["libraries"]["scikit-learn"]
+    if sklearn.__version__ != expected:
+        raise ModelUnavailable(
+            f"the model was trained with scikit-learn {expected}, this service runs "
+            f"{sklearn.__version__}; install {expected} to serve it"
+        )
+    return ServedModel(pipeline=joblib.load(artifact), card=card)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""The DVC pipeline stages: ingest -> preprocess -> tune -> evaluate -> export."""

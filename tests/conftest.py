@@ -1,0 +1,143 @@
+"""Shared fixtures: tiny synthetic tables that obey the data contract, and a tiny exported model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.contract import FEATURES, TARGET, model_features
+from stages.export import model_card
+from stages.families import build
+
+REPO = Path(__file__).resolve().parents[1]
+RAW_DATA = REPO / "data" / "raw" / "HousingData.csv"
+FIRST_TRACT = {
+    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
+    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
+}  # fmt: skip
+
+
+def synthetic_table(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Rows inside every physical bound, with a price that rises with RM and falls with LSTAT."""
+    rng = np.random.default_rng(seed)
+    table: dict[str, Any] = {}
+    for column in FEATURES:
+        if column.kind == "binary":
+            table[column.name] = rng.integers(0, 2, rows).astype(float)
+        elif column.kind == "integer":
+            table[column.name] = rng.integers(1, 25, rows).astype(float)
+        else:
+            low, high = column.minimum, column.maximum
+            table[column.name] = np.round(
+                rng.uniform(low + (high - low) * 0.1, high * 0.5, rows), 4
+            )
+    frame = pd.DataFrame(table)
+    frame["RM"] = np.round(rng.uniform(4, 8.5, rows), 3)
+    price = 22 + 6 * (frame["RM"] - 6) - 0.4 * (frame["LSTAT"] - 12) + rng.normal(0, 1.5, rows)
+    frame[TARGET.name] = np.round(price.clip(5, TARGET.maximum), 2)
+    return frame
+
+
+@pytest.fixture
+def tiny_table() -> pd.DataFrame:
+    return synthetic_table(60)
+
+
+def export_tiny_model(model_dir: Path, family: str = "ridge") -> dict[str, Any]:
+    """Fit a small Pipeline on synthetic data and export it exactly as the export stage does."""
+    table = synthetic_table(80, seed=1)
+    features = model_features(["B"])
+    pipeline = build(family, alpha=1.0, seed=0).fit(
+        table[features].to_numpy(), table[TARGET.name].to_numpy()
+    )
+    model_dir.mkdir(parents=True, exist_ok=True)
+    artifact = model_dir / "model.joblib"
+    joblib.dump(pipeline, artifact)
+    train = model_dir / "train.csv"
+    table.to_csv(train, index=False)
+    tune_report = {
+        "best": {"family": family, "best_params": {}, "cv_rmse_mean": 1.0, "cv_rmse_std": 0.1},
+        "features": features,
+        "cv": {"folds": 5, "repeats": 1, "train_rows": len(table)},
+    }
+    evaluate_report = {
+        "cv": {"family": family, "cv_rmse_mean": 1.0, "cv_rmse_std": 0.1},
+        "test": {"rmse": 1.0, "mae": 0.8, "r2": 0.9, "rows": 20},
+    }
+    card = model_card(
+        artifact=artifact, tune_report=tune_report, evaluate_report=evaluate_report,
+        alpha=1.0, train_md5="0" * 32,
+    )  # fmt: skip
+    (model_dir / "model_card.json").write_text(json.dumps(card, indent=2))
+    train.unlink()
+    return card
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "models"
+    export_tiny_model(directory)
+    return directory
+
+
+def run(
+    command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command the way a user would in `cwd`, with this environment's tools first on PATH."""
+    completed = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env={**user_env(), **(env or {})}
+    )
+    if check and completed.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {completed.returncode}\n"
+            f"stdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+        )
+    return completed
+
+
+def user_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def clone_working_tree(destination: Path) -> Path:
+    """A fresh git repository holding exactly the files a clone of this work tree would hold."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    run(["git", "init", "-q", "-b", "main"], destination)
+    run(["git", "add", "-A"], destination)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], destination)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary clone in which the real `dvc repro` has run once; shared by the e2e tests."""
+    repo = clone_working_tree(tmp_path_factory.mktemp("pipeline") / "repo")
+    run([sys.executable, "-m", "dvc", "repro"], repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def real_model_dir(pipeline_repo: Path) -> Path:
+    return pipeline_repo / "models"
