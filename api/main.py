@@ -1,0 +1,111 @@
+"""The FastAPI app, built by a factory. The model is loaded in the lifespan, never at import.
+
+Run it with `uvicorn api.main:app`; settings come from BOSTON_API_* environment variables.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from api.docs import add_offline_docs
+from api.middleware import ServiceMiddleware
+from api.observability import Metrics, PredictionLog
+from api.routes import predict, service
+from api.runtime import Runtime
+from api.schemas import json_safe
+from api.settings import Settings, get_settings
+
+PREDICTION_LOGGER = "boston_housing.predictions"
+_BODY_SCHEMAS = {"/predict": "House", "/predict/batch": "Batch"}
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log = PredictionLog(settings.log_sink, settings.log_sample_rate, PREDICTION_LOGGER)
+        runtime = Runtime(settings=settings, metrics=metrics, log=log)
+        runtime.load_model()
+        if runtime.model is None:
+            logger.error("serving without a model: %s", runtime.reason)
+        app.state.runtime = runtime
+        app.openapi_schema = None  # rebuilt with the card's schemas on first request
+        try:
+            yield
+        finally:
+            log.close()
+
+    app = FastAPI(
+        title="Boston Housing price API",
+        version="1.0.0",
+        description="Predicts MEDV (median home value, $1000s) with the model the DVC pipeline "
+        "exported. The request schema comes from the model card's feature contract.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.include_router(predict.router)
+    app.include_router(service.router)
+    add_offline_docs(app)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    detail = [
+        {
+            "loc": list(item.get("loc", [])),
+            "msg": item.get("msg", ""),
+            "type": item.get("type", ""),
+            **({"input": json_safe(item["input"])} if "input" in item else {}),
+        }
+        for item in error.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    # The trace goes to the server log; the client gets the request id to quote, never the trace.
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    logger.exception("unhandled error in request %s", request_id)
+    return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    runtime = getattr(app.state, "runtime", None)
+    if runtime is None or runtime.house is None or runtime.batch is None:
+        return schema  # no card yet: documented without request schemas, and not cached
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in (runtime.house, runtime.batch):
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+    for path, name in _BODY_SCHEMAS.items():
+        content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        content["schema"] = {"$ref": f"#/components/schemas/{name}"}
+    app.openapi_schema = schema
+    return schema
+
+
+app = create_app()

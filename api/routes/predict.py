@@ -1,0 +1,204 @@
+"""Prediction routes: one house, a batch, and MLflow's /invocations scoring protocol.
+
+Bodies are validated straight from bytes by the card-built schema (pydantic-core parses the JSON
+itself), which keeps the per-request cost close to that of an empty endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from api.dependencies import ModelDep, RuntimeDep, require_api_key
+from api.model_store import ServedModel
+from api.schemas import BatchPrediction, Prediction
+
+router = APIRouter(tags=["predictions"], dependencies=[Depends(require_api_key)])
+
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_BODY_ONLY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
+
+
+@router.post("/predict", response_model=Prediction, openapi_extra=_BODY_ONLY)
+async def predict(request: Request, model: ModelDep, runtime: RuntimeDep) -> JSONResponse:
+    """Predict MEDV for one house."""
+    started = time.perf_counter()
+    assert runtime.house is not None  # set whenever a model is loaded
+    house = _validate(runtime.house, await request.body(), ("body",))
+    values = house.__dict__
+    prediction = float(model.predict(_matrix([values], model))[0])
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    runtime.metrics.predictions.observe(prediction)
+    runtime.log.record(
+        request_id=request.state.request_id, route="/predict", model_version=model.version,
+        inputs=[values], predictions=[prediction], latency_ms=elapsed_ms,
+    )  # fmt: skip
+    return JSONResponse(
+        {"prediction": prediction, "model_version": model.version,
+         "ignored_inputs": runtime.ignored_inputs},
+        headers={"server-timing": f"app;dur={elapsed_ms:.3f}"},
+    )  # fmt: skip
+
+
+@router.post("/predict/batch", response_model=BatchPrediction, openapi_extra=_BODY_ONLY)
+async def predict_batch(
+    request: Request, model: ModelDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> JSONResponse:
+    """Predict MEDV for many houses in one vectorised call: `{"rows": [house, ...]}`."""
+    started = time.perf_counter()
+    assert runtime.batch is not None
+    rows = [row.__dict__ for row in _validate(runtime.batch, await request.body(), ("body",)).rows]  # type: ignore[attr-defined]
+    return await _respond(
+        request, model, runtime, background, rows, started, route="/predict/batch",
+        extra={"model_version": model.version, "ignored_inputs": runtime.ignored_inputs},
+    )  # fmt: skip
+
+
+@router.post("/invocations", openapi_extra=_BODY_ONLY)
+async def invocations(
+    request: Request, model: ModelDep, runtime: RuntimeDep, background: BackgroundTasks
+) -> JSONResponse:
+    """MLflow's scoring protocol: one of `dataframe_split`, `dataframe_records`, `instances` or
+    `inputs`; answers `{"predictions": [...]}` like `mlflow models serve`."""
+    started = time.perf_counter()
+    assert runtime.batch is not None
+    try:
+        payload = json.loads(await request.body())
+    except ValueError as error:
+        raise _invalid(("body",), f"body is not valid JSON: {error}", "json_invalid") from None
+    key, records = _mlflow_records(payload)
+    if len(records) > runtime.settings.max_batch_rows:
+        raise _invalid(
+            ("body", key), f"at most {runtime.settings.max_batch_rows} rows per request", "too_long"
+        )
+    batch = _validate_python(runtime.batch, {"rows": records}, key)
+    rows = [row.__dict__ for row in batch.rows]  # type: ignore[attr-defined]
+    return await _respond(request, model, runtime, background, rows, started, route="/invocations")
+
+
+async def _respond(
+    request: Request,
+    model: ServedModel,
+    runtime: Any,
+    background: BackgroundTasks,
+    rows: list[dict[str, Any]],
+    started: float,
+    *,
+    route: str,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    matrix = _matrix(rows, model)
+    # A large batch would hold the event loop; scoring it in a worker thread keeps /health live.
+    predictions = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    for prediction in predictions:
+        runtime.metrics.predictions.observe(prediction)
+    # Logging thousands of lines would dominate the latency, so it runs after the response.
+    background.add_task(
+        runtime.log.record, request_id=request.state.request_id, route=route,
+        model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,
+    )  # fmt: skip
+    return JSONResponse(
+        {"predictions": predictions, **(extra or {})},
+        headers={"server-timing": f"app;dur={elapsed_ms:.3f}"},
+    )
+
+
+def _matrix(rows: Sequence[dict[str, Any]], model: ServedModel) -> np.ndarray:
+    """Rows in the Pipeline's column order; None (unknown) becomes NaN for the imputer."""
+    names = model.inputs
+    return np.array(
+        [[math.nan if row[name] is None else row[name] for name in names] for row in rows],
+        dtype=np.float64,
+    )
+
+
+def _validate(schema: type[BaseModel], body: bytes, prefix: tuple[str | int, ...]) -> BaseModel:
+    try:
+        return schema.model_validate_json(body)
+    except ValidationError as error:
+        raise RequestValidationError(_errors(error, prefix)) from None
+
+
+def _validate_python(schema: type[BaseModel], data: Any, key: str) -> BaseModel:
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        # loc ("rows", i, field) -> ("body", key, i, field): name the part the client sent
+        raise RequestValidationError(_errors(error, ("body", key), drop=1)) from None
+
+
+def _errors(
+    error: ValidationError, prefix: tuple[str | int, ...], drop: int = 0
+) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*prefix, *item["loc"][drop:]], "msg": item["msg"], "type": item["type"],
+         "input": item.get("input")}
+        for item in error.errors(include_url=False, include_context=False)
+    ]  # fmt: skip
+
+
+def _invalid(loc: tuple[str | int, ...], msg: str, kind: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": list(loc), "msg": msg, "type": kind}])
+
+
+def _mlflow_records(payload: Any) -> tuple[str, list[Any]]:
+    """Turn any of MLflow's input formats into a list of records (dicts)."""
+    keys = sorted(set(payload) & set(MLFLOW_FORMATS)) if isinstance(payload, dict) else []
+    unknown = (
+        sorted(set(payload) - {*MLFLOW_FORMATS, "params"}) if isinstance(payload, dict) else []
+    )
+    if len(keys) != 1 or unknown:
+        raise _invalid(
+            ("body",),
+            f"expected a JSON object with exactly one of {list(MLFLOW_FORMATS)}"
+            + (f"; unknown keys {unknown}" if unknown else ""),
+            "value_error",
+        )
+    key = keys[0]
+    data = payload[key]
+    if key == "dataframe_split":
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("columns"), list)
+            or not isinstance(data.get("data"), list)
+        ):
+            raise _invalid(
+                ("body", key), "needs 'columns' (list) and 'data' (list of rows)", "value_error"
+            )
+        columns = data["columns"]
+        records = []
+        for index, row in enumerate(data["data"]):
+            if not isinstance(row, list) or len(row) != len(columns):
+                raise _invalid(
+                    ("body", key, "data", index),
+                    f"row must be a list of {len(columns)} values, one per column",
+                    "value_error",
+                )
+            records.append(dict(zip(columns, row, strict=True)))
+        return key, records
+    if isinstance(data, dict) and key in ("instances", "inputs"):
+        return key, _columns_to_records(data, key)
+    if not isinstance(data, list):
+        raise _invalid(("body", key), "must be a list of records", "value_error")
+    return key, data
+
+
+def _columns_to_records(columns: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
+    if len(lengths) != 1 or -1 in lengths:
+        raise _invalid(
+            ("body", key), "columnar input needs equal-length lists per column", "value_error"
+        )
+    (length,) = lengths
+    return [{name: values[i] for name, values in columns.items()} for i in range(length)]

@@ -1,0 +1,38 @@
+"""The service's own endpoints: health, the model card, Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.dependencies import ModelDep, RuntimeDep
+from api.schemas import Health
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+def health(runtime: RuntimeDep) -> JSONResponse:
+    """200 when a verified model is loaded; 503 with the reason otherwise."""
+    model = runtime.model
+    body = Health(
+        status="ok" if model else "unavailable",
+        model_loaded=model is not None,
+        model_version=model.version if model else None,
+        reason=None if model else runtime.reason,
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if model else 503)
+
+
+@router.get("/model")
+def model_card(model: ModelDep) -> dict[str, Any]:
+    """The model card: version, artifact hash, feature contract, metrics, library versions."""
+    return model.card
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(runtime: RuntimeDep) -> Response:
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,48 @@
+"""What the lifespan builds and the routes share: the model (or why not) and its schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from api.model_store import ModelUnavailable, ServedModel, load, read_card
+from api.observability import Metrics, PredictionLog
+from api.schemas import batch_model, house_model
+from api.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    metrics: Metrics
+    log: PredictionLog
+    model: ServedModel | None = None
+    reason: str = "starting"
+    house: type[BaseModel] | None = None
+    batch: type[BaseModel] | None = None
+    ignored_inputs: list[str] = field(default_factory=list)
+
+    def load_model(self) -> None:
+        """Load and verify the model; on failure keep serving /health with the reason."""
+        model_dir = self.settings.model_dir
+        try:
+            card = read_card(model_dir)
+            self.house = house_model(card)
+            self.batch = batch_model(self.house, self.settings.max_batch_rows)
+            self.model = load(model_dir)
+        except (ModelUnavailable, KeyError, TypeError) as error:
+            # A card without the fields the contract promises is as unusable as a missing one.
+            reason = (
+                str(error) if isinstance(error, ModelUnavailable) else f"malformed card: {error!r}"
+            )
+            self.model, self.reason = None, reason
+            self.metrics.model_loaded.set(0)
+            return
+        used = set(self.model.inputs)
+        self.ignored_inputs = [
+            f["name"] for f in self.model.card["features"] if f["name"] not in used
+        ]
+        self.reason = "ready"
+        self.metrics.model_loaded.set(1)
+        self.metrics.model_info.labels(self.model.version, self.model.card["family"]).set(1)

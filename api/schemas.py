@@ -1,0 +1,107 @@
+"""Request and response schemas. The request schema is built from the model card's feature contract,
+so column names, bounds and nullability have one source shared with ingest and MLflow."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, cast
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+
+
+def _binary(value: float | None) -> float | None:
+    if value is not None and value not in (0.0, 1.0):
+        raise ValueError("must be 0 or 1")
+    return value
+
+
+def _whole(value: float | None) -> float | None:
+    if value is not None and not float(value).is_integer():
+        raise ValueError("must be a whole number")
+    return value
+
+
+_KIND_CHECKS = {"binary": [AfterValidator(_binary)], "integer": [AfterValidator(_whole)]}
+
+
+def house_model(card: dict[str, Any]) -> type[BaseModel]:
+    """One house: every raw feature of the contract, unknown fields rejected.
+
+    Features the model does not use (B by default) are still accepted and checked, so clients that
+    send the full original record keep working; the response lists them as ignored.
+    """
+    fields: dict[str, Any] = {}
+    for feature in card["features"]:
+        bounds = Field(
+            strict=True,  # a number, not a boolean or a numeric string
+            ge=feature["minimum"],
+            le=feature["maximum"],
+            allow_inf_nan=False,
+            description=f"{feature['description']} [{feature['minimum']}, {feature['maximum']}]",
+        )
+        value_type = Annotated[float, bounds, *_KIND_CHECKS.get(feature["kind"], [])]
+        if feature["nullable"]:
+            # null means "unknown": the Pipeline imputes it as it did in training
+            fields[feature["name"]] = (value_type | None, None)
+        elif not feature["used"]:
+            # may be left out, but when sent it must still be a valid value
+            fields[feature["name"]] = (value_type, None)
+        else:
+            fields[feature["name"]] = (value_type, ...)
+    return create_model(
+        "House",
+        __config__=ConfigDict(
+            extra="forbid", json_schema_extra={"example": cast(Any, example(card))}
+        ),
+        **fields,
+    )
+
+
+def batch_model(house: type[BaseModel], max_rows: int) -> type[BaseModel]:
+    rows_type = Annotated[list[house], Field(min_length=1, max_length=max_rows)]  # type: ignore[valid-type]
+    return create_model("Batch", __config__=ConfigDict(extra="forbid"), rows=(rows_type, ...))
+
+
+def example(card: dict[str, Any]) -> dict[str, float]:
+    """The first tract of the original data: the example clients have used for decades."""
+    first_tract = {
+        "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
+        "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
+    }  # fmt: skip
+    return {f["name"]: first_tract[f["name"]] for f in card["features"] if f["name"] in first_tract}
+
+
+class Prediction(BaseModel):
+    prediction: float = Field(description="predicted MEDV, median home value in $1000s")
+    model_version: str
+    ignored_inputs: list[str] = Field(description="inputs accepted but not used by this model")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[float]
+    model_version: str
+    ignored_inputs: list[str]
+
+
+class Health(BaseModel):
+    status: str
+    model_loaded: bool
+    model_version: str | None
+    reason: str | None = None
+
+
+_ECHOED_BYTES = 100
+
+
+def json_safe(value: Any) -> Any:
+    """Make an echoed input JSON-serialisable: NaN and infinity become strings, raw bytes text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        # an unparseable body: echo its start, not the whole of what may be megabytes
+        return value[:_ECHOED_BYTES].decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

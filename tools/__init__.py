@@ -1,0 +1,1 @@
+"""Operator tools: the serving benchmark and the container check."""

@@ -1,0 +1,164 @@
+"""Serving benchmark: /predict against the web stack's ceiling and against `mlflow models serve`.
+
+Starts each server on a loopback port with the same uvicorn settings (one worker), drives it with
+wrk, and prints requests/s with p50/p99 latency, plus ratios measured in this same run (these
+machines are noisy, so only same-run ratios mean anything). Then times /predict/batch on 10,000
+rows from the server's own Server-Timing header. Run with `make benchmark` after `make repro`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = {
+    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
+    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
+}  # fmt: skip
+UVICORN = ["--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning"]
+_WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = os.getenv("BENCH_BODY")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serve(command: list[str], health_url: str, env: dict[str, str]) -> Iterator[None]:
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(health_url, timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(command)} did not come up")
+            time.sleep(0.3)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wrk(url: str, body: str, seconds: int, connections: int) -> dict[str, float]:
+    """One warm-up, then the measured run; returns requests/s and p50/p99 latency in ms."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT)
+    env = {**os.environ, "BENCH_BODY": body}
+    base = ["wrk", "-t1", f"-c{connections}", "--latency", "-s", script.name, url]
+    subprocess.run([*base[:3], "-d2s", *base[3:]], env=env, capture_output=True, check=True)
+    out = subprocess.run(
+        [*base[:3], f"-d{seconds}s", *base[3:]], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    os.unlink(script.name)
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{url} answered errors under load:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": _latency_ms(out, "50%"),
+        "p99_ms": _latency_ms(out, "99%"),
+    }
+
+
+def _latency_ms(out: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def batch_server_ms(url: str, rows: int, repeats: int) -> tuple[float, float]:
+    """Median server time (Server-Timing) and median round trip for one batch of `rows` rows."""
+    body = json.dumps({"rows": [EXAMPLE] * rows})
+    server, round_trip = [], []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            response = client.post(url, content=body, headers={"content-type": "application/json"})
+            elapsed = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            server.append(float(response.headers["server-timing"].split("dur=")[1]))
+            round_trip.append(elapsed)
+    return statistics.median(server[1:]), statistics.median(round_trip[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("benchmark: wrk is not installed (apt-get install wrk)")
+    if not (REPO / "models" / "model_card.json").is_file():
+        sys.exit("benchmark: no exported model; run `make repro` first")
+    card = json.loads((REPO / "models" / "model_card.json").read_text())
+    python = sys.executable
+    log = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name  # noqa: SIM115
+    env = {"BOSTON_API_MODEL_DIR": str(REPO / "models"), "BOSTON_API_LOG_SINK": log}
+    body = json.dumps(EXAMPLE)
+    results: dict[str, dict[str, float]] = {}
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve([python, "-m", "uvicorn", "tools.empty_app:app", *UVICORN, "--port", str(port)], f"{url}/health", env):
+        results["empty FastAPI POST"] = wrk(f"{url}/empty", body, args.seconds, args.connections)
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve([python, "-m", "uvicorn", "api.main:app", *UVICORN, "--port", str(port)], f"{url}/health", env):
+        results["/predict"] = wrk(f"{url}/predict", body, args.seconds, args.connections)
+        batch_server, batch_round_trip = batch_server_ms(f"{url}/predict/batch", 10_000, 10)
+
+    if not args.skip_mlflow:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{REPO / 'mlflow.db'}"}
+        model_uri = "models:/boston-housing@champion"
+        command = [python, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+                   "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
+        records = {"dataframe_records": [{k: EXAMPLE[k] for k in card["model_inputs"]}]}
+        with serve(command, f"{url}/ping", mlflow_env):
+            results["mlflow models serve"] = wrk(
+                f"{url}/invocations", json.dumps(records), args.seconds, args.connections
+            )
+
+    print(f"\nmodel {card['model_version']} ({card['family']}), wrk -t1 -c{args.connections} -d{args.seconds}s, one uvicorn worker\n")
+    print(f"{'server':<22}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, figures in results.items():
+        print(f"{name:<22}{figures['rps']:>12.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}")
+    predict = results["/predict"]["rps"]
+    print(f"\n/predict vs empty endpoint: {predict / results['empty FastAPI POST']['rps']:.0%}")
+    if "mlflow models serve" in results:
+        print(f"/predict vs mlflow models serve: {predict / results['mlflow models serve']['rps']:.1f}x")
+    print(f"/predict/batch, 10,000 rows: {batch_server:.1f} ms server time (median of 10), {batch_round_trip:.1f} ms round trip")
+    os.unlink(log)
+
+
+if __name__ == "__main__":
+    main()
