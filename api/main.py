@@ -23,7 +23,6 @@ from api.runtime import Runtime
 from api.schemas import json_safe
 from api.settings import Settings, get_settings
 
-PREDICTION_LOGGER = "boston_housing.predictions"
 _BODY_SCHEMAS = {"/predict": "House", "/predict/batch": "Batch"}
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log = PredictionLog(settings.log_sink, settings.log_sample_rate, PREDICTION_LOGGER)
+        log = PredictionLog(settings.log_sink, settings.log_sample_rate)
         runtime = Runtime(settings=settings, metrics=metrics, log=log)
         runtime.load_model()
         if runtime.model is None:

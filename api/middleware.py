@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.observability import Metrics
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -33,7 +34,7 @@ class ServiceMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        request_id, declared_length = _read_headers(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -46,24 +47,27 @@ class ServiceMiddleware:
                 response_started = True
                 message["headers"] = [
                     *message.get("headers", []),
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                    (_REQUEST_ID_BYTES, request_id.encode()),
                 ]
             await send(message)
 
         try:
-            if _declared_length(scope) > self.max_body_bytes:
+            if declared_length is not None and declared_length > self.max_body_bytes:
                 await _too_large(send_with_id, self.max_body_bytes)
-            else:
+            elif declared_length is not None:
+                # the server reads exactly Content-Length bytes, so the check above suffices
+                await self.app(scope, receive, send_with_id)
+            else:  # chunked: only counting the bytes as they arrive can enforce the cap
                 await self.app(scope, self._capped(receive), send_with_id)
         except BodyTooLarge:
             if response_started:
                 raise
             await _too_large(send_with_id, self.max_body_bytes)
         finally:
-            route = scope.get("route")
-            labels = (getattr(route, "path", "unmatched"), scope["method"], str(status))
-            self.metrics.requests.labels(*labels).inc()
-            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.record_request(
+                route, scope["method"], status, time.perf_counter() - started
+            )
 
     def _capped(self, receive: Receive) -> Receive:
         received = 0
@@ -81,23 +85,20 @@ class ServiceMiddleware:
         return capped_receive
 
 
-def _request_id(scope: Scope) -> str:
+def _read_headers(scope: Scope) -> tuple[str, int | None]:
+    """The request id to use (the client's, when it is safe to echo) and the declared length."""
+    request_id, length = "", None
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER.encode():
+        if name == _REQUEST_ID_BYTES:
             candidate = str(value.decode("latin-1"))
             if _ACCEPTABLE_ID.match(candidate):
-                return candidate
-    return uuid.uuid4().hex
-
-
-def _declared_length(scope: Scope) -> int:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
+                request_id = candidate
+        elif name == b"content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return 0
-    return 0
+                length = None  # unparseable: count the bytes instead
+    return request_id or uuid.uuid4().hex, length
 
 
 async def _too_large(send: Any, limit: int) -> None:

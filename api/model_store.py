@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import sklearn
+
+from api.fast_path import RowPredictor, compile_row_predictor
 
 CARD_NAME = "model_card.json"
 SUPPORTED_CARD_SCHEMA = 1
@@ -29,6 +31,7 @@ class ModelUnavailable(Exception):
 class ServedModel:
     pipeline: Any
     card: dict[str, Any]
+    row_predictor: RowPredictor | None = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -38,6 +41,12 @@ class ServedModel:
     def inputs(self) -> list[str]:
         """The columns the Pipeline takes, in order."""
         return list(self.card["model_inputs"])
+
+    def predict_one(self, row: np.ndarray) -> float:
+        """Predict MEDV for one float64 row whose columns follow `inputs`; gaps are NaN."""
+        if self.row_predictor is not None:
+            return self.row_predictor(row)
+        return float(self.predict(row.reshape(1, -1))[0])
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         """Predict MEDV for a float64 matrix whose columns follow `inputs`; gaps are NaN."""
@@ -80,7 +89,8 @@ def load(model_dir: Path) -> ServedModel:
             f"the model was trained with scikit-learn {expected}, this service runs "
             f"{sklearn.__version__}; install {expected} to serve it"
         )
-    return ServedModel(pipeline=joblib.load(artifact), card=card)
+    pipeline = joblib.load(artifact)
+    return ServedModel(pipeline=pipeline, card=card, row_predictor=compile_row_predictor(pipeline))
 
 
 def sha256_of(path: Path) -> str:

@@ -46,8 +46,10 @@ def _free_port() -> int:
 
 @contextmanager
 def serve(command: list[str], health_url: str, env: dict[str, str]) -> Iterator[None]:
+    # mlflow starts `uvicorn` by name, so this environment's scripts go first on PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     process = subprocess.Popen(
-        command, cwd=REPO, env={**os.environ, **env},
+        command, cwd=REPO, env={**os.environ, **env, "PATH": path},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -118,46 +120,58 @@ def main() -> None:
     if not (REPO / "models" / "model_card.json").is_file():
         sys.exit("benchmark: no exported model; run `make repro` first")
     card = json.loads((REPO / "models" / "model_card.json").read_text())
-    python = sys.executable
     log = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name  # noqa: SIM115
     env = {"BOSTON_API_MODEL_DIR": str(REPO / "models"), "BOSTON_API_LOG_SINK": log}
     body = json.dumps(EXAMPLE)
     results: dict[str, dict[str, float]] = {}
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with serve([python, "-m", "uvicorn", "tools.empty_app:app", *UVICORN, "--port", str(port)], f"{url}/health", env):
-        results["empty FastAPI POST"] = wrk(f"{url}/empty", body, args.seconds, args.connections)
+    load = (args.seconds, args.connections)
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    with serve([python, "-m", "uvicorn", "api.main:app", *UVICORN, "--port", str(port)], f"{url}/health", env):
-        results["/predict"] = wrk(f"{url}/predict", body, args.seconds, args.connections)
+    with serve(_uvicorn("tools.empty_app:app", port), f"{url}/health", env):
+        results["empty FastAPI POST"] = wrk(f"{url}/empty", body, *load)
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(_uvicorn("api.main:app", port), f"{url}/health", env):
+        results["/predict"] = wrk(f"{url}/predict", body, *load)
         batch_server, batch_round_trip = batch_server_ms(f"{url}/predict/batch", 10_000, 10)
 
     if not args.skip_mlflow:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{REPO / 'mlflow.db'}"}
-        model_uri = "models:/boston-housing@champion"
-        command = [python, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-                   "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
+        command = [
+            sys.executable, "-m", "mlflow", "models", "serve",
+            "-m", "models:/boston-housing@champion", "--env-manager", "local",
+            "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+        ]  # fmt: skip
         records = {"dataframe_records": [{k: EXAMPLE[k] for k in card["model_inputs"]}]}
         with serve(command, f"{url}/ping", mlflow_env):
-            results["mlflow models serve"] = wrk(
-                f"{url}/invocations", json.dumps(records), args.seconds, args.connections
-            )
+            results["mlflow models serve"] = wrk(f"{url}/invocations", json.dumps(records), *load)
 
-    print(f"\nmodel {card['model_version']} ({card['family']}), wrk -t1 -c{args.connections} -d{args.seconds}s, one uvicorn worker\n")
+    print(
+        f"\nmodel {card['model_version']} ({card['family']}), "
+        f"wrk -t1 -c{args.connections} -d{args.seconds}s, one uvicorn worker\n"
+    )
     print(f"{'server':<22}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
-    for name, figures in results.items():
-        print(f"{name:<22}{figures['rps']:>12.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}")
+    for name, row in results.items():
+        print(f"{name:<22}{row['rps']:>12.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
     predict = results["/predict"]["rps"]
     print(f"\n/predict vs empty endpoint: {predict / results['empty FastAPI POST']['rps']:.0%}")
     if "mlflow models serve" in results:
-        print(f"/predict vs mlflow models serve: {predict / results['mlflow models serve']['rps']:.1f}x")
-    print(f"/predict/batch, 10,000 rows: {batch_server:.1f} ms server time (median of 10), {batch_round_trip:.1f} ms round trip")
+        mlflow_rps = results["mlflow models serve"]["rps"]
+        print(f"/predict vs mlflow models serve: {predict / mlflow_rps:.1f}x")
+    print(
+        f"/predict/batch, 10,000 rows: {batch_server:.1f} ms server time (median of 10), "
+        f"{batch_round_trip:.1f} ms round trip"
+    )
     os.unlink(log)
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", app, *UVICORN, "--port", str(port)]
 
 
 if __name__ == "__main__":

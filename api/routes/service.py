@@ -15,7 +15,7 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-def health(runtime: RuntimeDep) -> JSONResponse:
+async def health(runtime: RuntimeDep) -> JSONResponse:
     """200 when a verified model is loaded; 503 with the reason otherwise."""
     model = runtime.model
     body = Health(
@@ -28,11 +28,11 @@ def health(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/model")
-def model_card(model: ModelDep) -> dict[str, Any]:
+async def model_card(model: ModelDep) -> dict[str, Any]:
     """The model card: version, artifact hash, feature contract, metrics, library versions."""
     return model.card
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(runtime: RuntimeDep) -> Response:
+async def metrics(runtime: RuntimeDep) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
