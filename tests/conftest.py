@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import numpy as np
 import pandas as pd
@@ -125,8 +128,11 @@ def clone_working_tree(destination: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     run(["git", "init", "-q", "-b", "main"], destination)
+    # dvc exp run commits too; a clean CI machine may have no git identity at all
+    run(["git", "config", "user.name", "Pipeline Test"], destination)
+    run(["git", "config", "user.email", "pipeline-test@localhost"], destination)
     run(["git", "add", "-A"], destination)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone"], destination)
+    run(["git", "commit", "-qm", "clone"], destination)
     return destination
 
 
@@ -141,3 +147,24 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_model_dir(pipeline_repo: Path) -> Path:
     return pipeline_repo / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll `url` until it answers below 500; fail early if the server process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"nothing healthy at {url} after {timeout} s")

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import joblib
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
 from stages import tracking
-from tests.conftest import export_tiny_model, synthetic_table
+from tests.conftest import export_tiny_model, free_port, synthetic_table, wait_until_healthy
 
 PARAMS: dict[str, Any] = {
     "seed": 42,
@@ -110,15 +107,9 @@ def test_flatten() -> None:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
@@ -132,16 +123,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server on {url} did not start")
-            time.sleep(0.5)
+        wait_until_healthy(f"{url}/health", server, timeout=90)
         yield url
     finally:
         server.terminate()
