@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from api.model_store import ModelUnavailable, ServedModel, load, read_card
+from api.model_store import ModelUnavailable, ServedModel, load
 from api.observability import Metrics, PredictionLog
 from api.schemas import batch_model, house_model
 from api.settings import Settings
@@ -25,12 +25,10 @@ class Runtime:
 
     def load_model(self) -> None:
         """Load and verify the model; on failure keep serving /health with the reason."""
-        model_dir = self.settings.model_dir
         try:
-            card = read_card(model_dir)
-            self.house = house_model(card)
-            self.batch = batch_model(self.house, self.settings.max_batch_rows)
-            self.model = load(model_dir)
+            model = load(self.settings.model_dir)
+            house = house_model(model.card)
+            batch = batch_model(house, self.settings.max_batch_rows)
         except (ModelUnavailable, KeyError, TypeError) as error:
             # A card without the fields the contract promises is as unusable as a missing one.
             reason = (
@@ -39,10 +37,9 @@ class Runtime:
             self.model, self.reason = None, reason
             self.metrics.model_loaded.set(0)
             return
-        used = set(self.model.inputs)
-        self.ignored_inputs = [
-            f["name"] for f in self.model.card["features"] if f["name"] not in used
-        ]
+        self.model, self.house, self.batch = model, house, batch
+        used = set(model.inputs)
+        self.ignored_inputs = [f["name"] for f in model.card["features"] if f["name"] not in used]
         self.reason = "ready"
         self.metrics.model_loaded.set(1)
-        self.metrics.model_info.labels(self.model.version, self.model.card["family"]).set(1)
+        self.metrics.model_info.labels(model.version, model.card["family"]).set(1)
