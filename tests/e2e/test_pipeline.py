@@ -144,6 +144,20 @@ def test_queued_exp_with_b_put_back_lands_in_the_same_store(pipeline_repo: Path)
     restore(pipeline_repo)
 
 
+def test_a_missed_quality_gate_stops_before_export(pipeline_repo: Path) -> None:
+    card_before = (pipeline_repo / "models/model_card.json").read_bytes()
+    failed = run(
+        [*DVC, "exp", "run", "-S", "evaluate.gate.max_rmse=1.0"], pipeline_repo, check=False
+    )
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "quality gate failed" in output
+    assert "test RMSE" in output and "evaluate.gate.max_rmse 1.0" in output
+    assert ran_stages(output) == ["evaluate"]
+    assert (pipeline_repo / "models/model_card.json").read_bytes() == card_before
+    restore(pipeline_repo)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
