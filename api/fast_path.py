@@ -80,7 +80,6 @@ class _ForestLayout:
             self._place(tree, index, node=0, slot=0, level=0)
         self.value *= scale
         self.offset = offset
-        self.fill = fill
         # flat addressing: tree t's slot s is t * internal + s
         self.base = np.arange(count, dtype=np.intp) * internal
         self.leaf_base = np.arange(count, dtype=np.intp) * leaves

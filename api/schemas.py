@@ -62,13 +62,16 @@ def batch_model(house: type[BaseModel], max_rows: int) -> type[BaseModel]:
     return create_model("Batch", __config__=ConfigDict(extra="forbid"), rows=(rows_type, ...))
 
 
+# The first tract of the original data: the request example clients have used for decades.
+FIRST_TRACT: dict[str, float] = {
+    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
+    "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
+}  # fmt: skip
+
+
 def example(card: dict[str, Any]) -> dict[str, float]:
-    """The first tract of the original data: the example clients have used for decades."""
-    first_tract = {
-        "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
-        "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-    }  # fmt: skip
-    return {f["name"]: first_tract[f["name"]] for f in card["features"] if f["name"] in first_tract}
+    """The first tract, limited to the columns this card's contract knows."""
+    return {f["name"]: FIRST_TRACT[f["name"]] for f in card["features"] if f["name"] in FIRST_TRACT}
 
 
 class Prediction(BaseModel):

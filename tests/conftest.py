@@ -24,10 +24,6 @@ from stages.families import build
 
 REPO = Path(__file__).resolve().parents[1]
 RAW_DATA = REPO / "data" / "raw" / "HousingData.csv"
-FIRST_TRACT = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
-    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 
 
 def synthetic_table(rows: int, seed: int = 0) -> pd.DataFrame:

@@ -25,11 +25,9 @@ from pathlib import Path
 
 import httpx
 
+from api.schemas import FIRST_TRACT as EXAMPLE
+
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575, "AGE": 65.2,
-    "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 UVICORN = ["--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning"]
 _WRK_SCRIPT = """
 wrk.method = "POST"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import FIRST_TRACT
+from api.schemas import FIRST_TRACT
 
 
 def expected_prediction(model_dir: Path, house: dict[str, Any]) -> float:

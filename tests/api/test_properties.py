@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.main import create_app
+from api.schemas import FIRST_TRACT
 from api.settings import Settings
 from stages.contract import FEATURES
-from tests.conftest import FIRST_TRACT, export_tiny_model
+from tests.conftest import export_tiny_model
 
 NAMES = [feature.name for feature in FEATURES]
 ANY_JSON = st.recursive(

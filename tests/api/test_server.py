@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FIRST_TRACT, REPO, free_port, wait_until_healthy
+from api.schemas import FIRST_TRACT
+from tests.conftest import REPO, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 

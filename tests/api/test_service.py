@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.schemas import FIRST_TRACT
 from api.settings import Settings
-from tests.conftest import FIRST_TRACT
 
 
 def test_health_reports_the_loaded_model(client: TestClient, model_dir: Path) -> None:

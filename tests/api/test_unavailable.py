@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.schemas import FIRST_TRACT
 from api.settings import Settings
-from tests.conftest import FIRST_TRACT
 
 
 def _edit_card(model_dir: Path, change: Callable[[dict], None]) -> None:  # type: ignore[type-arg]

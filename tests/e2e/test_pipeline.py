@@ -35,6 +35,17 @@ def restore(repo: Path) -> None:
     dvc(repo, "checkout", "--force")
 
 
+def applied_card(repo: Path, experiment: str) -> dict[str, Any]:
+    """The model card an experiment exported, after `dvc exp apply` brings it to the workspace."""
+    dvc(repo, "exp", "apply", experiment)
+    card: dict[str, Any] = json.loads((repo / "models/model_card.json").read_text())
+    return card
+
+
+def experiment_tags(repo: Path) -> list[dict[str, str]]:
+    return [run["tags"] for run in mlflow_runs(repo)]
+
+
 def mlflow_runs(repo: Path) -> list[dict[str, Any]]:
     """Top-level runs in the repository's default MLflow store, with their tags."""
     with sqlite3.connect(repo / "mlflow.db") as db:
@@ -118,10 +129,9 @@ def test_forced_ridge_in_a_temp_exp_lands_in_the_same_store(pipeline_repo: Path)
         pipeline_repo, "exp", "run", "--temp", "-n", "ridge-half",
         "-S", "model.family=ridge", "-S", "model.alpha=0.5",
     )  # fmt: skip
-    tags = [r["tags"] for r in mlflow_runs(pipeline_repo)]
+    tags = experiment_tags(pipeline_repo)
     assert any(t.get("dvc_exp_name") == "ridge-half" and t["family"] == "ridge" for t in tags)
-    dvc(pipeline_repo, "exp", "apply", "ridge-half")
-    card = json.loads((pipeline_repo / "models/model_card.json").read_text())
+    card = applied_card(pipeline_repo, "ridge-half")
     assert card["family"] == "ridge"
     assert card["hyperparameters"]["alpha"] == 0.5
     restore(pipeline_repo)
@@ -134,11 +144,9 @@ def test_queued_exp_with_b_put_back_lands_in_the_same_store(pipeline_repo: Path)
         "-S", "tune.families=[ridge,lasso]", "-S", "features.drop=[]",
     )  # fmt: skip
     dvc(pipeline_repo, "exp", "run", "--run-all")
-    tags = [r["tags"] for r in mlflow_runs(pipeline_repo)]
-    assert any(t.get("dvc_exp_name") == "queued-with-b" for t in tags)
+    assert any(t.get("dvc_exp_name") == "queued-with-b" for t in experiment_tags(pipeline_repo))
     assert not list((pipeline_repo / ".dvc" / "tmp").rglob("mlflow.db"))
-    dvc(pipeline_repo, "exp", "apply", "queued-with-b")
-    card = json.loads((pipeline_repo / "models/model_card.json").read_text())
+    card = applied_card(pipeline_repo, "queued-with-b")
     assert "B" in card["model_inputs"]
     assert all(feature["used"] for feature in card["features"])
     restore(pipeline_repo)

@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.model_store import ServedModel, load
+from api.schemas import FIRST_TRACT
 from api.settings import Settings
-from tests.conftest import FIRST_TRACT, RAW_DATA
+from tests.conftest import RAW_DATA
 
 pytestmark = pytest.mark.e2e
 
