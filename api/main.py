@@ -96,10 +96,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if runtime is None or runtime.house is None or runtime.batch is None:
         return schema  # no card yet: documented without request schemas, and not cached
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in (runtime.house, runtime.batch):
-        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, validator in (("House", runtime.house), ("Batch", runtime.batch)):
+        body = validator.json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
-        components[model.__name__] = body
+        components[name] = body
     for path, name in _BODY_SCHEMAS.items():
         content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         content["schema"] = {"$ref": f"#/components/schemas/{name}"}

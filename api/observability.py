@@ -5,11 +5,17 @@ from __future__ import annotations
 import random
 import sys
 import threading
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # MEDV is in $1000s and censored at 50, so these buckets span the whole target range.
@@ -29,10 +35,9 @@ class Metrics:
             "http_request_duration_seconds", "HTTP request latency by route and status",
             ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
-        self.predictions = Histogram(
-            "model_prediction_medv", "Predicted MEDV ($1000s)",
-            buckets=_PREDICTION_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+        self.predictions = BulkHistogram(
+            "model_prediction_medv", "Predicted MEDV ($1000s)", _PREDICTION_BUCKETS, self.registry
+        )
         self.model_info = Gauge(
             "model_info", "The served model (1 when loaded)",
             ["model_version", "family"], registry=self.registry,
@@ -52,6 +57,52 @@ class Metrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+
+class BulkHistogram(Collector):
+    """A Prometheus histogram that takes a whole batch of observations in one numpy pass.
+
+    prometheus_client's Histogram takes a lock per observation: about 15 ms for a 10,000-row batch,
+    spent holding the GIL while the next request waits.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation = name, documentation
+        self._bounds = tuple(float(bound) for bound in buckets)
+        self._counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    # bucket i counts bounds[i-1] < value <= bounds[i] (Prometheus' "le"): a left bisection
+
+    def observe(self, value: float) -> None:
+        index = bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        array = np.asarray(values, dtype=np.float64)
+        indices = np.searchsorted(self._bounds, array, side="left")
+        counts = np.bincount(indices, minlength=len(self._counts)).tolist()
+        with self._lock:
+            self._counts = [old + new for old, new in zip(self._counts, counts, strict=True)]
+            self._sum += float(array.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, total = list(accumulate(self._counts)), self._sum
+        bounds = [*map(floatToGoString, self._bounds), "+Inf"]
+        yield HistogramMetricFamily(
+            self.name, self.documentation,
+            buckets=list(zip(bounds, cumulative, strict=True)), sum_value=total,
+        )  # fmt: skip
+
+
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 class PredictionLog:
@@ -82,20 +133,22 @@ class PredictionLog:
         predictions: Sequence[float],
         latency_ms: float,
     ) -> None:
+        # The fields shared by every line of the request are encoded once and spliced in front of
+        # each row's own: five times cheaper than one whole record per row on a 10,000-row batch.
+        shared = {
+            "event": "prediction",
+            "request_id": request_id,
+            "route": route,
+            "model_version": model_version,
+            "latency_ms": round(latency_ms, 3),
+        }
+        head = orjson.dumps(shared)[:-1] + b","  # '{...,' : the object left open
         lines = []
         for row, prediction in zip(inputs, predictions, strict=True):
             if self.sample_rate < 1.0 and self._random.random() >= self.sample_rate:
                 continue
-            record = {
-                "event": "prediction",
-                "request_id": request_id,
-                "route": route,
-                "model_version": model_version,
-                "inputs": row,
-                "prediction": prediction,
-                "latency_ms": round(latency_ms, 3),
-            }
-            lines.append(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            own = orjson.dumps({"inputs": row, "prediction": prediction}, option=_NEWLINE)
+            lines.append(head + own[1:])  # own without its opening brace closes the object
         if lines:
             with self._lock:
                 self._stream.write(b"".join(lines))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 
 from api.model_store import ModelUnavailable, ServedModel, load
 from api.observability import Metrics, PredictionLog
-from api.schemas import batch_model, house_model
+from api.schemas import Row, batch_type, house_type
 from api.settings import Settings
 
 
@@ -19,16 +19,18 @@ class Runtime:
     log: PredictionLog
     model: ServedModel | None = None
     reason: str = "starting"
-    house: type[BaseModel] | None = None
-    batch: type[BaseModel] | None = None
+    # request validators built from the card: one house, and {"rows": [house, ...]}
+    house: TypeAdapter[Row] | None = None
+    batch: TypeAdapter[dict[str, list[Row]]] | None = None
     ignored_inputs: list[str] = field(default_factory=list)
 
     def load_model(self) -> None:
         """Load and verify the model; on failure keep serving /health with the reason."""
         try:
             model = load(self.settings.model_dir)
-            house = house_model(model.card)
-            batch = batch_model(house, self.settings.max_batch_rows)
+            house_dict = house_type(model.card)
+            house = TypeAdapter(house_dict)
+            batch = TypeAdapter(batch_type(house_dict, self.settings.max_batch_rows))
         except (ModelUnavailable, KeyError, TypeError) as error:
             # A card without the fields the contract promises is as unusable as a missing one.
             reason = (

@@ -4,9 +4,15 @@ so column names, bounds and nullability have one source shared with ingest and M
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NotRequired, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# pydantic needs typing_extensions' TypedDict on Python < 3.12; its fields come from the card at
+# run time, which a static checker cannot follow, hence Any.
+from typing_extensions import TypedDict as _TypedDict
+
+_typed_dict: Any = _TypedDict
 
 
 def _binary(value: float | None) -> float | None:
@@ -21,14 +27,19 @@ def _whole(value: float | None) -> float | None:
     return value
 
 
+# One house as the API hands it on: feature name -> value, None (or absent) where unknown.
+Row = dict[str, float | None]
+
 _KIND_CHECKS = {"binary": [AfterValidator(_binary)], "integer": [AfterValidator(_whole)]}
 
 
-def house_model(card: dict[str, Any]) -> type[BaseModel]:
+def house_type(card: dict[str, Any]) -> Any:
     """One house: every raw feature of the contract, unknown fields rejected.
 
     Features the model does not use (B by default) are still accepted and checked, so clients that
-    send the full original record keep working; the response lists them as ignored.
+    send the full original record keep working; the response lists them as ignored. A TypedDict
+    rather than a model class: the rows come out as plain dicts, and validating 10,000 of them
+    takes less than half the time.
     """
     fields: dict[str, Any] = {}
     for feature in card["features"]:
@@ -41,25 +52,26 @@ def house_model(card: dict[str, Any]) -> type[BaseModel]:
         )
         value_type = Annotated[float, bounds, *_KIND_CHECKS.get(feature["kind"], [])]
         if feature["nullable"]:
-            # null means "unknown": the Pipeline imputes it as it did in training
-            fields[feature["name"]] = (value_type | None, None)
+            # null or left out means "unknown": the Pipeline imputes it as it did in training
+            fields[feature["name"]] = NotRequired[value_type | None]
         elif not feature["used"]:
             # may be left out, but when sent it must still be a valid value
-            fields[feature["name"]] = (value_type, None)
+            fields[feature["name"]] = NotRequired[value_type]
         else:
-            fields[feature["name"]] = (value_type, ...)
-    return create_model(
-        "House",
-        __config__=ConfigDict(
-            extra="forbid", json_schema_extra={"example": cast(Any, example(card))}
-        ),
-        **fields,
+            fields[feature["name"]] = value_type
+    house = _typed_dict("House", fields)
+    house.__pydantic_config__ = ConfigDict(
+        extra="forbid", json_schema_extra={"example": cast(Any, example(card))}
     )
+    return house
 
 
-def batch_model(house: type[BaseModel], max_rows: int) -> type[BaseModel]:
-    rows_type = Annotated[list[house], Field(min_length=1, max_length=max_rows)]  # type: ignore[valid-type]
-    return create_model("Batch", __config__=ConfigDict(extra="forbid"), rows=(rows_type, ...))
+def batch_type(house: Any, max_rows: int) -> Any:
+    """`{"rows": [house, ...]}` with between 1 and `max_rows` rows."""
+    rows_type = Annotated[list[house], Field(min_length=1, max_length=max_rows)]
+    batch = _typed_dict("Batch", {"rows": rows_type})
+    batch.__pydantic_config__ = ConfigDict(extra="forbid")
+    return batch
 
 
 # The first tract of the original data: the request example clients have used for decades.

@@ -97,13 +97,15 @@ def test_malformed_bodies_are_422(client: TestClient, body: bytes) -> None:
 
 
 def test_batch_scores_every_row_in_order(client: TestClient, model_dir: Path) -> None:
+    no_lstat = {k: v for k, v in FIRST_TRACT.items() if k != "LSTAT"}  # left out = unknown
     rows: list[dict[str, Any]] = [
-        FIRST_TRACT, {**FIRST_TRACT, "RM": 8.0}, {**FIRST_TRACT, "LSTAT": None}
+        FIRST_TRACT, {**FIRST_TRACT, "RM": 8.0}, {**FIRST_TRACT, "LSTAT": None}, no_lstat
     ]  # fmt: skip
     response = client.post("/predict/batch", json={"rows": rows})
     assert response.status_code == 200
     expected = [expected_prediction(model_dir, row) for row in rows]
     assert response.json()["predictions"] == pytest.approx(expected)
+    assert response.json()["predictions"][2] == response.json()["predictions"][3]
 
 
 def test_batch_errors_name_the_row_and_field(client: TestClient) -> None:
