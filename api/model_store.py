@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,16 @@ class ServedModel:
     def inputs(self) -> list[str]:
         """The columns the Pipeline takes, in order."""
         return list(self.card["model_inputs"])
+
+    def matrix(self, rows: Sequence[Mapping[str, float | None]]) -> np.ndarray:
+        """Validated rows as a float64 matrix in `inputs` order; None or absent becomes NaN."""
+        take = itemgetter(*self.inputs)
+        try:
+            values = [take(row) for row in rows]
+        except KeyError:  # an optional feature left out of some row
+            values = [tuple(row.get(name) for name in self.inputs) for row in rows]
+        # numpy turns None into NaN in a float array
+        return np.array(values, dtype=np.float64).reshape(len(rows), len(self.inputs))
 
     def predict_one(self, row: np.ndarray) -> float:
         """Predict MEDV for one float64 row whose columns follow `inputs`; gaps are NaN."""

@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 
 from api.model_store import ModelUnavailable, ServedModel, load
 from api.observability import Metrics, PredictionLog
-from api.schemas import Row, batch_type, house_type
+from api.schemas import Row, validators
 from api.settings import Settings
 
 
@@ -28,9 +28,7 @@ class Runtime:
         """Load and verify the model; on failure keep serving /health with the reason."""
         try:
             model = load(self.settings.model_dir)
-            house_dict = house_type(model.card)
-            house = TypeAdapter(house_dict)
-            batch = TypeAdapter(batch_type(house_dict, self.settings.max_batch_rows))
+            house, batch = validators(model.card, self.settings.max_batch_rows)
         except (ModelUnavailable, KeyError, TypeError) as error:
             # A card without the fields the contract promises is as unusable as a missing one.
             reason = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, NotRequired, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 # pydantic needs typing_extensions' TypedDict on Python < 3.12; its fields come from the card at
 # run time, which a static checker cannot follow, hence Any.
@@ -72,6 +72,14 @@ def batch_type(house: Any, max_rows: int) -> Any:
     batch = _typed_dict("Batch", {"rows": rows_type})
     batch.__pydantic_config__ = ConfigDict(extra="forbid")
     return batch
+
+
+def validators(
+    card: dict[str, Any], max_rows: int
+) -> tuple[TypeAdapter[Row], TypeAdapter[dict[str, list[Row]]]]:
+    """Request validators from the card: one house, and `{"rows": [house, ...]}`."""
+    house = house_type(card)
+    return TypeAdapter(house), TypeAdapter(batch_type(house, max_rows))
 
 
 # The first tract of the original data: the request example clients have used for decades.

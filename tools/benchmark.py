@@ -3,7 +3,8 @@
 Starts each server on a loopback port with the same uvicorn settings (one worker), drives it with
 wrk, and prints requests/s with p50/p99 latency, plus ratios measured in this same run (these
 machines are noisy, so only same-run ratios mean anything). Then times /predict/batch on 10,000
-rows from the server's own Server-Timing header. Run with `make benchmark` after `make repro`.
+rows from the server's own Server-Timing header, and its main steps in process. Run with
+`make benchmark` after `make repro`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from api.model_store import load
 from api.schemas import FIRST_TRACT as EXAMPLE
+from api.schemas import validators
 
 REPO = Path(__file__).resolve().parents[1]
 UVICORN = ["--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning"]
@@ -107,6 +110,27 @@ def batch_server_ms(url: str, rows: int, repeats: int) -> tuple[float, float]:
     return statistics.median(server[1:]), statistics.median(round_trip[1:])
 
 
+def batch_steps_ms(rows: int, repeats: int) -> dict[str, float]:
+    """Median in-process milliseconds of each step of /predict/batch on `rows` rows."""
+    model = load(REPO / "models")
+    _, batch = validators(model.card, rows)
+    body = json.dumps({"rows": [EXAMPLE] * rows}).encode()
+    steps: dict[str, list[float]] = {"validate JSON": [], "build matrix": [], "model predict": []}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        parsed = batch.validate_json(body)["rows"]
+        validated = time.perf_counter()
+        matrix = model.matrix(parsed)
+        built = time.perf_counter()
+        model.predict(matrix)
+        done = time.perf_counter()
+        for step, (start, end) in zip(
+            steps, ((started, validated), (validated, built), (built, done)), strict=True
+        ):
+            steps[step].append((end - start) * 1000)
+    return {step: statistics.median(times) for step, times in steps.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
@@ -174,6 +198,8 @@ def main() -> None:
         f"/predict/batch, 10,000 rows: {batch_server:.1f} ms server time (median of 10), "
         f"{batch_round_trip:.1f} ms round trip"
     )
+    steps = ", ".join(f"{step} {ms:.1f} ms" for step, ms in batch_steps_ms(10_000, 10).items())
+    print(f"  of which, timed in process: {steps}")
     os.unlink(log)
 
 

@@ -8,12 +8,9 @@ within about twice that of an empty FastAPI endpoint (see README, Speed).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from operator import itemgetter
 from typing import Any, TypeVar
 
 import anyio
-import numpy as np
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -61,7 +58,7 @@ async def predict(request: Request) -> Response:
     model = serving(runtime)
     assert runtime.house is not None  # set whenever a model is loaded
     values = _validate(runtime.house, await request.body())
-    prediction = model.predict_one(_matrix([values], model.inputs)[0])
+    prediction = model.predict_one(model.matrix([values])[0])
     elapsed_ms = (time.perf_counter() - started) * 1000
     runtime.metrics.predictions.observe(prediction)
     runtime.log.record(
@@ -123,7 +120,7 @@ async def _respond(
     route: str,
     extra: dict[str, Any] | None = None,
 ) -> Response:
-    matrix = _matrix(rows, model.inputs)
+    matrix = model.matrix(rows)
     # A large batch would hold the event loop; scoring it in a worker thread keeps /health live.
     predictions = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -144,17 +141,6 @@ def _json(content: dict[str, Any], elapsed_ms: float) -> Response:
         media_type="application/json",
         headers={"server-timing": f"app;dur={elapsed_ms:.3f}"},
     )
-
-
-def _matrix(rows: Sequence[Row], names: list[str]) -> np.ndarray:
-    """Rows in the Pipeline's column order; None or absent (unknown) becomes NaN for the imputer."""
-    take = itemgetter(*names)
-    try:
-        values = [take(row) for row in rows]
-    except KeyError:  # an optional feature left out of some row
-        values = [tuple(row.get(name) for name in names) for row in rows]
-    # numpy turns None into NaN in a float array
-    return np.array(values, dtype=np.float64).reshape(len(rows), len(names))
 
 
 def _validate(schema: TypeAdapter[_T], body: bytes) -> _T:
