@@ -1,1 +1,1 @@
-"""One router per concern: predictions, and the service's own endpoints."""
+"""One module per concern (predictions, service endpoints), each registering its routes."""

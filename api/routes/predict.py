@@ -8,11 +8,12 @@ within about twice that of an empty FastAPI endpoint (see README, Speed).
 from __future__ import annotations
 
 import time
+from enum import Enum
 from typing import Any, TypeVar
 
 import anyio
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
@@ -21,7 +22,6 @@ from api.model_store import ServedModel
 from api.runtime import Runtime
 from api.schemas import BatchPrediction, Prediction, Row
 
-router = APIRouter(tags=["predictions"])
 _T = TypeVar("_T")
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -45,11 +45,20 @@ _OPENAPI = {
 }
 
 
+def register(app: FastAPI) -> None:
+    """Add the prediction routes to the app itself (see api.main for why not a router)."""
+    tags: list[str | Enum] = ["predictions"]
+    app.post("/predict", response_model=Prediction, openapi_extra=_OPENAPI, tags=tags)(predict)
+    app.post("/predict/batch", response_model=BatchPrediction, openapi_extra=_OPENAPI, tags=tags)(
+        predict_batch
+    )
+    app.post("/invocations", openapi_extra=_OPENAPI, tags=tags)(invocations)
+
+
 # The routes take the Request alone and look the runtime up themselves: every FastAPI dependency
 # costs time on each call, and these are the hot paths.
 
 
-@router.post("/predict", response_model=Prediction, openapi_extra=_OPENAPI)
 async def predict(request: Request) -> Response:
     """Predict MEDV for one house."""
     started = time.perf_counter()
@@ -72,7 +81,6 @@ async def predict(request: Request) -> Response:
     )  # fmt: skip
 
 
-@router.post("/predict/batch", response_model=BatchPrediction, openapi_extra=_OPENAPI)
 async def predict_batch(request: Request, background: BackgroundTasks) -> Response:
     """Predict MEDV for many houses in one vectorised call: `{"rows": [house, ...]}`."""
     started = time.perf_counter()
@@ -87,7 +95,6 @@ async def predict_batch(request: Request, background: BackgroundTasks) -> Respon
     )  # fmt: skip
 
 
-@router.post("/invocations", openapi_extra=_OPENAPI)
 async def invocations(request: Request, background: BackgroundTasks) -> Response:
     """MLflow's scoring protocol: one of `dataframe_split`, `dataframe_records`, `instances` or
     `inputs`; answers `{"predictions": [...]}` like `mlflow models serve`."""
