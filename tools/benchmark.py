@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import httpx
 from api.model_store import load
 from api.schemas import FIRST_TRACT as EXAMPLE
 from api.schemas import validators
+from tools.loopback import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 UVICORN = ["--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning"]
@@ -37,12 +37,6 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("BENCH_BODY")
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -54,16 +48,7 @@ def serve(command: list[str], health_url: str, env: dict[str, str]) -> Iterator[
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(health_url, timeout=1).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{' '.join(command)} did not come up")
-            time.sleep(0.3)
+        wait_until_healthy(health_url, process, timeout=120)
         yield
     finally:
         process.terminate()
@@ -151,7 +136,7 @@ def main() -> None:
     # noisy neighbour hurts every server alike; the medians (and the per-round ratios) count.
     runs: dict[str, list[dict[str, float]]] = {"empty FastAPI POST": [], "/predict": []}
     ratios: list[float] = []
-    empty_port, api_port = _free_port(), _free_port()
+    empty_port, api_port = free_port(), free_port()
     empty_url, api_url = f"http://127.0.0.1:{empty_port}", f"http://127.0.0.1:{api_port}"
     with (
         serve(_uvicorn("tools.empty_app:app", empty_port), f"{empty_url}/health", env),
@@ -164,7 +149,7 @@ def main() -> None:
         batch_server, batch_round_trip = batch_server_ms(f"{api_url}/predict/batch", 10_000, 10)
 
     if not args.skip_mlflow:
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{REPO / 'mlflow.db'}"}
         command = [

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from api.schemas import FIRST_TRACT
-from tests.conftest import REPO, free_port, wait_until_healthy
+from tests.conftest import REPO
+from tools.loopback import free_port, wait_until_healthy
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from stages import tracking
-from tests.conftest import export_tiny_model, free_port, synthetic_table, wait_until_healthy
+from tests.conftest import export_tiny_model, synthetic_table
+from tools.loopback import free_port, wait_until_healthy
 
 PARAMS: dict[str, Any] = {
     "seed": 42,
