@@ -3,6 +3,11 @@
 SHELL := /bin/bash
 VENV := .venv
 STAMP := $(VENV)/.installed-from-lock
+# requirements.lock is resolved for Python 3.11: find it by name, else take python3 if it is 3.11.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
+	{ python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3; })
+# Debian packages the test suite drives: a real browser for the pages people open.
+TEST_SYSTEM_PACKAGES := chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 ## help: list the targets
@@ -11,7 +16,10 @@ help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed 's/^## /  /'
 
 $(STAMP): requirements.lock
-	python3 -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "make: this project needs Python 3.11 (python3.11, or python3" \
+		"at 3.11) because requirements.lock is resolved for 3.11; install it and run make again" >&2; \
+		exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
 	touch $@
 
@@ -24,9 +32,10 @@ venv: $(STAMP)
 repro: venv
 	dvc repro
 
-## test: the whole test suite, end-to-end tests included (what CI runs)
+## test: the whole test suite, end-to-end tests included (what CI runs); installs missing Debian packages
 .PHONY: test
 test: venv
+	bash tools/system_packages.sh $(TEST_SYSTEM_PACKAGES)
 	pytest
 
 ## test-fast: the suite without the end-to-end tests (real pipeline, server, MLflow server)
@@ -34,12 +43,31 @@ test: venv
 test-fast: venv
 	pytest -m "not e2e"
 
-## lint: ruff (lint and format check) and mypy
+## lint: ruff (lint and format check), mypy, notebooks without outputs, dvc.lock current
 .PHONY: lint
 lint: venv
 	ruff check .
 	ruff format --check .
 	mypy
+	nbstripout --keep-id --verify notebooks/*.ipynb
+	python -m tools.check_dvc_lock
+
+## format: apply ruff's fixes and formatting, strip notebook outputs
+.PHONY: format
+format: venv
+	ruff check --fix .
+	ruff format .
+	nbstripout --keep-id notebooks/*.ipynb
+
+## hooks: install the pre-commit hooks (the same checks as make lint, run on each commit)
+.PHONY: hooks
+hooks: venv
+	pre-commit install
+
+## eda: open the exploratory notebook in JupyterLab (dvc repro renders it to reports/)
+.PHONY: eda
+eda: venv
+	jupyter lab notebooks/exploring_data_analysis.ipynb
 
 ## lock: re-resolve requirements.lock and api/requirements.txt after editing pyproject.toml
 .PHONY: lock

@@ -34,6 +34,17 @@ def load_params(
     return selected
 
 
+def pipeline_path(name: str, dvc_yaml: Path = Path("dvc.yaml")) -> Path:
+    """A path from dvc.yaml's `vars`, for code run outside a stage command (the notebook).
+
+    Stages get their paths on the command line; this keeps dvc.yaml their one home for the rest.
+    """
+    for block in yaml.safe_load(dvc_yaml.read_text()).get("vars", []):
+        if isinstance(block, dict) and name in block:
+            return Path(block[name])
+    raise KeyError(f"dvc.yaml declares no path named {name!r} under vars")
+
+
 def _lookup(tree: dict[str, Any], dotted: str) -> Any:
     node: Any = tree
     for part in dotted.split("."):

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from stages.contract import FEATURES, TARGET, model_features
 from stages.export import model_card
@@ -21,6 +23,21 @@ from stages.families import build
 
 REPO = Path(__file__).resolve().parents[1]
 RAW_DATA = REPO / "data" / "raw" / "HousingData.csv"
+
+
+KAGGLE_GAP_COLUMNS = ["CRIM", "ZN", "INDUS", "CHAS", "AGE", "LSTAT"]
+
+
+def kaggle_copy(path: Path) -> Path:
+    """The canonical table as Kaggle ships it: 20 NA cells in six columns, CRLF, unquoted header."""
+    table = pd.read_csv(RAW_DATA)
+    rng = np.random.default_rng(7)
+    text = table.astype(object)
+    for column in KAGGLE_GAP_COLUMNS:
+        text.loc[rng.choice(len(table), 20, replace=False), column] = "NA"
+    with path.open("w", newline="") as stream:
+        text.to_csv(stream, index=False, lineterminator="\r\n", quoting=0)
+    return path
 
 
 def synthetic_table(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -140,3 +157,27 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def real_model_dir(pipeline_repo: Path) -> Path:
     return pipeline_repo / "models"
+
+
+# The Debian package's browser (tools/system_packages.sh installs it); Playwright's own download is
+# not used. BROWSER_EXECUTABLE points elsewhere where Chromium lives under another path.
+CHROMIUM = os.environ.get("BROWSER_EXECUTABLE", "/usr/bin/chromium")
+# Without these, a headless Chromium on a machine with no outside network keeps trying to reach
+# its vendor's services; the tests load only local pages.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """A real headless Chromium, driven by Playwright, shared by the tests of pages people open."""
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
 from tests.conftest import REPO
 
-STAGES = ["ingest", "preprocess", "tune", "evaluate", "export"]
+STAGES = ["ingest", "eda", "preprocess", "tune", "evaluate", "export"]
+NOTEBOOK = "notebooks/exploring_data_analysis.ipynb"
 PROJECT_PACKAGES = ("stages", "api")
 
 
@@ -22,7 +24,11 @@ def _project_imports(module: str, seen: set[str] | None = None) -> set[str]:
     if str(path) in seen:
         return seen
     seen.add(str(path))
-    for node in ast.walk(ast.parse(path.read_text())):
+    return _imports_in(path.read_text(), seen)
+
+
+def _imports_in(source: str, seen: set[str]) -> set[str]:
+    for node in ast.walk(ast.parse(source)):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
@@ -44,5 +50,16 @@ def test_stage_declares_every_module_it_runs(stage: str) -> None:
     assert needed <= set(declared), f"{stage} misses {sorted(needed - set(declared))}"
 
 
-def test_the_pipeline_has_the_five_stages_in_order() -> None:
+def test_eda_declares_every_module_its_notebook_runs() -> None:
+    """The notebook's imports count too: it runs in the stage, so they are the stage's code."""
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["eda"]
+    notebook = nbformat.read(REPO / NOTEBOOK, as_version=4)
+    code = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
+    needed = {str(Path(path).relative_to(REPO)) for path in _imports_in(code, set())}
+    assert "stages/families.py" in needed  # the parse found the notebook's project imports
+    assert needed <= set(stage["deps"]), f"eda misses {sorted(needed - set(stage['deps']))}"
+    assert "${notebook}" in stage["deps"]
+
+
+def test_the_pipeline_has_its_stages_in_order() -> None:
     assert list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]) == STAGES

@@ -13,21 +13,7 @@ import pytest
 
 from stages.contract import FEATURE_NAMES, MEDV_CORRECTIONS
 from stages.ingest import DataValidationError, read_raw, summarise, validate
-from tests.conftest import RAW_DATA
-
-KAGGLE_GAP_COLUMNS = ["CRIM", "ZN", "INDUS", "CHAS", "AGE", "LSTAT"]
-
-
-def kaggle_copy(path: Path) -> Path:
-    """The canonical table as Kaggle ships it: 20 NA cells in six columns, CRLF, unquoted header."""
-    table = pd.read_csv(RAW_DATA)
-    rng = np.random.default_rng(7)
-    text = table.astype(object)
-    for column in KAGGLE_GAP_COLUMNS:
-        text.loc[rng.choice(len(table), 20, replace=False), column] = "NA"
-    with path.open("w", newline="") as stream:
-        text.to_csv(stream, index=False, lineterminator="\r\n", quoting=0)
-    return path
+from tests.conftest import KAGGLE_GAP_COLUMNS, RAW_DATA, kaggle_copy
 
 
 def raw_from(text: str) -> pd.DataFrame:
