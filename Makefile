@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-from-lock
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
 	{ python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3; })
 # Debian packages the test suite drives: a real browser for the pages people open.
-TEST_SYSTEM_PACKAGES := chromium
+TEST_SYSTEM_PACKAGES ?= chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 ## help: list the targets

@@ -32,8 +32,16 @@ else
     if ! "${engine[@]}" image exists localhost/pybase; then
         echo "container_check: building a local python3.11 base image with debootstrap"
         root=$(mktemp -d)
+        # the Debian mirror this machine's own apt uses: the first URIs of its deb822 sources
+        mirror=$(awk '$1 == "URIs:" {print $2; exit}' /etc/apt/sources.list.d/*.sources \
+            2>/dev/null || true)
+        if [[ -z $mirror ]]; then
+            echo "container_check: no URIs line in /etc/apt/sources.list.d/*.sources; cannot" \
+                "choose a Debian mirror for the base image" >&2
+            exit 1
+        fi
         debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-            bookworm "$root" http://deb.debian.org/debian >/dev/null
+            bookworm "$root" "$mirror" >/dev/null
         cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
         tar -C "$root" -c . | "${engine[@]}" import - localhost/pybase >/dev/null
         rm -rf "$root"
