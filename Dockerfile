@@ -19,8 +19,9 @@ RUN python3 -m venv /opt/venv \
 
 WORKDIR /srv
 COPY api/ api/
+COPY artifact.py ./
 # The model changes most often, so it comes last. `make repro` (or `dvc pull`) makes it.
-COPY models/model.joblib models/model_card.json models/
+COPY models/model.joblib models/model_card.json models/reference_profile.json models/
 
 USER app
 ENV BOSTON_API_MODEL_DIR=/srv/models

@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed-from-lock
 # requirements.lock is resolved for Python 3.11: find it by name, else take python3 if it is 3.11.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
 	{ python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3; })
-# Debian packages the test suite drives: a real browser for the pages people open.
-TEST_SYSTEM_PACKAGES ?= chromium
+# Debian packages the test suite drives: a real browser for the pages people open, and
+# Prometheus with its Pushgateway for the monitoring configuration.
+TEST_SYSTEM_PACKAGES ?= chromium prometheus prometheus-pushgateway
+# The prediction log `make monitor` reads (the service writes it where BOSTON_API_LOG_SINK says).
+LOG ?= predictions.jsonl
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 ## help: list the targets
@@ -91,6 +94,16 @@ mlflow-ui: venv
 .PHONY: benchmark
 benchmark: venv
 	python -m tools.benchmark
+
+## monitor: drift report of a prediction log (LOG=path, .gz allowed) against the model's reference
+.PHONY: monitor
+monitor: venv
+	python -m monitoring.report --log $(LOG)
+
+## monitor-calibration: false-alarm and detection rates of the drift rule, by simulation
+.PHONY: monitor-calibration
+monitor-calibration: venv
+	python -m monitoring.calibration
 
 ## container: build the image (docker, or podman here), run it, check /health and /predict
 .PHONY: container

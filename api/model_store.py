@@ -7,8 +7,7 @@ Pipeline unpickled by another version may predict differently without any error.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,9 +20,9 @@ import numpy as np
 import sklearn
 
 from api.fast_path import RowPredictor, compile_row_predictor
+from artifact import ArtifactError, read_card, read_profile, sha256_of
 
-CARD_NAME = "model_card.json"
-SUPPORTED_CARD_SCHEMA = 1
+logger = logging.getLogger(__name__)
 
 
 class ModelUnavailable(Exception):
@@ -35,6 +34,8 @@ class ServedModel:
     pipeline: Any
     card: dict[str, Any]
     row_predictor: RowPredictor | None = field(default=None, repr=False)
+    # the training split's reference for live drift metrics; None when it could not be read
+    profile: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -73,25 +74,12 @@ class ServedModel:
             return np.asarray(self.pipeline.predict(rows), dtype=np.float64)
 
 
-def read_card(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / CARD_NAME
-    try:
-        card: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelUnavailable(f"model card {path} not found; run `make repro` first") from None
-    except (OSError, ValueError) as error:
-        raise ModelUnavailable(f"model card {path} is unreadable: {error}") from None
-    if card.get("schema_version") != SUPPORTED_CARD_SCHEMA:
-        raise ModelUnavailable(
-            f"model card {path} has schema_version {card.get('schema_version')!r}; "
-            f"this service reads {SUPPORTED_CARD_SCHEMA}"
-        )
-    return card
-
-
 def load(model_dir: Path) -> ServedModel:
     """Verify the artifact against its card, then load it; raise ModelUnavailable otherwise."""
-    card = read_card(model_dir)
+    try:
+        card = read_card(model_dir)
+    except ArtifactError as error:
+        raise ModelUnavailable(str(error)) from None
     artifact = model_dir / card["artifact"]["file"]
     if not artifact.is_file():
         raise ModelUnavailable(f"model artifact {artifact} not found (the card names it)")
@@ -108,12 +96,18 @@ def load(model_dir: Path) -> ServedModel:
             f"{sklearn.__version__}; install {expected} to serve it"
         )
     pipeline = joblib.load(artifact)
-    return ServedModel(pipeline=pipeline, card=card, row_predictor=compile_row_predictor(pipeline))
+    return ServedModel(
+        pipeline=pipeline,
+        card=card,
+        row_predictor=compile_row_predictor(pipeline),
+        profile=_profile_or_none(model_dir, card),
+    )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _profile_or_none(model_dir: Path, card: dict[str, Any]) -> dict[str, Any] | None:
+    # The model serves without its reference profile; only the live drift metrics need it.
+    try:
+        return read_profile(model_dir, card)
+    except ArtifactError as error:
+        logger.warning("serving without live input drift metrics: %s", error)
+        return None

@@ -7,13 +7,14 @@ import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -45,7 +46,25 @@ class Metrics:
         self.model_loaded = Gauge(
             "model_loaded", "1 when a model is loaded and serving", registry=self.registry
         )
+        self.reference_prediction = Gauge(
+            "model_reference_prediction_quantile",
+            "Quantiles of the reference (out-of-fold) predictions, to compare live ones with",
+            ["quantile"], registry=self.registry,
+        )  # fmt: skip
+        self.inputs: InputMonitor | None = None
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def watch_inputs(self, profile: dict[str, Any] | None, inputs: list[str]) -> None:
+        """Compare live inputs and predictions with `profile` from now on (None: stop)."""
+        if self.inputs is not None:
+            self.registry.unregister(self.inputs)
+            self.inputs = None
+        if profile is None:
+            return
+        self.inputs = InputMonitor(profile, inputs, self.registry)
+        reference = np.asarray(profile["prediction"]["values"], dtype=np.float64)
+        for quantile in _REFERENCE_QUANTILES:
+            self.reference_prediction.labels(str(quantile)).set(np.quantile(reference, quantile))
 
     def record_request(self, route: str, method: str, status: int, seconds: float) -> None:
         # labels() costs a lock and a tuple build per call; the children are cached instead
@@ -102,6 +121,114 @@ class BulkHistogram(Collector):
         )  # fmt: skip
 
 
+_REFERENCE_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+_PENDING_ROWS = 1024  # single rows buffered before a bulk pass: bounded memory, cheap passes
+
+
+class InputMonitor(Collector):
+    """Live model inputs against the training split's reference profile.
+
+    Per input, a histogram whose buckets are the reference's quantile edges (its categories, for a
+    categorical input), so a dashboard sees each bucket's share move away from 1/bins; and counts
+    of values outside the reference's observed range and of missing values. A batch costs one
+    numpy pass over its matrix; single rows (the /predict hot path) are only buffered, and counted
+    in bulk when the buffer fills or /metrics is scraped: a numpy pass per row cost /predict a
+    sixth of its throughput in the benchmark.
+    """
+
+    def __init__(
+        self, profile: dict[str, Any], inputs: list[str], registry: CollectorRegistry
+    ) -> None:
+        self._inputs = inputs
+        references = [profile["features"][name] for name in inputs]
+        self._edges = [_bucket_bounds(reference) for reference in references]
+        self._low = np.array([reference["min"] for reference in references])
+        self._high = np.array([reference["max"] for reference in references])
+        # One searchsorted for all inputs at once: input j is shifted by j * span, where span
+        # exceeds every input's whole range, so the shifted inputs' edges never interleave.
+        span = 2.0 * (max(np.abs(self._low).max(), np.abs(self._high).max()) + 1.0) + 1.0
+        self._offsets = np.arange(len(inputs), dtype=np.float64) * span
+        self._shifted = np.concatenate(
+            [
+                np.asarray(edges) + offset
+                for edges, offset in zip(self._edges, self._offsets, strict=True)
+            ]
+        )
+        self._column = np.arange(len(inputs))
+        size = sum(len(edges) + 1 for edges in self._edges)  # each input has its +Inf bucket
+        self._buckets = np.zeros(size, dtype=np.int64)
+        self._sums = np.zeros(len(inputs))
+        self._outside = np.zeros(len(inputs), dtype=np.int64)
+        self._missing = np.zeros(len(inputs), dtype=np.int64)
+        self._pending: list[np.ndarray] = []
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_row(self, row: np.ndarray) -> None:
+        """Buffer one row (float64, `inputs` order); it is counted with the next bulk pass."""
+        with self._lock:
+            self._pending.append(row)
+            full = len(self._pending) >= _PENDING_ROWS
+        if full:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            self.observe(np.vstack(pending))
+
+    def observe(self, matrix: np.ndarray) -> None:
+        """Count a float64 matrix of rows (columns in `inputs` order, NaN = missing)."""
+        missing = np.isnan(matrix)
+        present = ~missing
+        # Bucket of a value: edges below it in the shifted, concatenated edges, plus one +Inf
+        # bucket for every input before its own. Left bisection: Prometheus' le is inclusive.
+        position = np.searchsorted(self._shifted, (matrix + self._offsets)[present], side="left")
+        bucket = position + np.broadcast_to(self._column, matrix.shape)[present]
+        counts = np.bincount(bucket, minlength=self._buckets.size)
+        outside = ((matrix < self._low) | (matrix > self._high)).sum(axis=0)
+        with self._lock:
+            self._buckets += counts
+            self._sums += np.where(present, matrix, 0.0).sum(axis=0)
+            self._outside += outside
+            self._missing += missing.sum(axis=0)
+
+    def collect(self) -> Iterator[HistogramMetricFamily | CounterMetricFamily]:
+        self._flush()
+        with self._lock:
+            buckets, sums = self._buckets.tolist(), self._sums.tolist()
+            outside, missing = self._outside.tolist(), self._missing.tolist()
+        values = HistogramMetricFamily(
+            "model_input_value",
+            "Live model inputs, bucketed by the reference profile's quantile edges",
+            labels=["feature"],
+        )
+        start = 0
+        for name, edges, total in zip(self._inputs, self._edges, sums, strict=True):
+            counts = buckets[start : start + len(edges) + 1]
+            start += len(edges) + 1
+            bounds = [*map(floatToGoString, edges), "+Inf"]
+            values.add_metric(
+                [name], list(zip(bounds, accumulate(counts), strict=True)), sum_value=total
+            )
+        yield values
+        for metric, documentation, figures in (
+            ("model_input_out_of_range", "Live input values outside the reference range", outside),
+            ("model_input_missing", "Live input values sent as null or left out", missing),
+        ):
+            family = CounterMetricFamily(metric, documentation, labels=["feature"])
+            for name, count in zip(self._inputs, figures, strict=True):
+                family.add_metric([name], count)
+            yield family
+
+
+def _bucket_bounds(reference: dict[str, Any]) -> list[float]:
+    if reference["kind"] == "categorical":
+        return sorted(float(level) for level in reference["categories"])
+    return [float(edge) for edge in reference["quantile_edges"]]
+
+
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
@@ -136,6 +263,7 @@ class PredictionLog:
         # The fields shared by every line of the request are encoded once and spliced in front of
         # each row's own: five times cheaper than one whole record per row on a 10,000-row batch.
         shared = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "event": "prediction",
             "request_id": request_id,
             "route": route,

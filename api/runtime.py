@@ -43,3 +43,4 @@ class Runtime:
         self.reason = "ready"
         self.metrics.model_loaded.set(1)
         self.metrics.model_info.labels(model.version, model.card["family"]).set(1)
+        self.metrics.watch_inputs(model.profile, model.inputs)

@@ -17,12 +17,16 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 import sklearn
+from sklearn.base import clone
+from sklearn.model_selection import KFold, cross_val_predict
 
-from api.model_store import CARD_NAME, SUPPORTED_CARD_SCHEMA, sha256_of
+from artifact import CARD_NAME, CARD_SCHEMA, PROFILE_NAME, model_version, sha256_of
+from monitoring.profile import build_profile
 from stages.contract import FEATURES, TARGET
 from stages.families import LINEAR
-from stages.files import load_params, read_json, write_json
+from stages.files import load_params, read_json, read_table, write_json
 
 
 def md5_of(path: Path) -> str:
@@ -36,6 +40,7 @@ def model_card(
     evaluate_report: dict[str, Any],
     alpha: float,
     train_md5: str,
+    profile_sha256: str,
 ) -> dict[str, Any]:
     """The card for `artifact`; model_version is derived from its sha256, so it is reproducible."""
     sha256 = sha256_of(artifact)
@@ -45,9 +50,10 @@ def model_card(
     if best["family"] in LINEAR:
         hyperparameters["alpha"] = alpha
     return {
-        "schema_version": SUPPORTED_CARD_SCHEMA,
-        "model_version": sha256[:12],
+        "schema_version": CARD_SCHEMA,
+        "model_version": model_version(sha256),
         "artifact": {"file": artifact.name, "format": "joblib", "sha256": sha256},
+        "reference_profile": {"file": PROFILE_NAME, "sha256": profile_sha256},
         "family": best["family"],
         "hyperparameters": dict(sorted(hyperparameters.items())),
         "model_inputs": used,
@@ -62,6 +68,36 @@ def model_card(
             "joblib": joblib.__version__,
         },
     }
+
+
+def out_of_fold_predictions(
+    model: Any, train: pd.DataFrame, features: list[str], folds: int, seed: int
+) -> np.ndarray:
+    """Each training row predicted by the model refitted without that row's fold.
+
+    These are the reference for prediction drift: in-sample predictions would be tighter than any
+    the model makes on new houses, and the drift test would then cry wolf.
+    """
+    X = train[features].to_numpy(dtype=np.float64)
+    y = train[TARGET.name].to_numpy(dtype=np.float64)
+    splits = KFold(n_splits=folds, shuffle=True, random_state=seed)
+    return np.asarray(cross_val_predict(clone(model), X, y, cv=splits, n_jobs=-1))
+
+
+def reference_profile(
+    model: Any, train: pd.DataFrame, features: list[str], params: dict[str, Any], version: str
+) -> dict[str, Any]:
+    """The profile monitoring compares live traffic with: model inputs and OOF predictions."""
+    predictions = out_of_fold_predictions(
+        model, train, features, params["tune"]["cv"]["folds"], params["seed"]
+    )
+    return build_profile(
+        {name: train[name].to_numpy(dtype=np.float64) for name in features},
+        categorical={column.name for column in FEATURES if column.kind != "float"},
+        predictions=predictions,
+        model_version=version,
+        bins=params["monitoring"]["reference_bins"],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,12 +118,19 @@ def main(argv: list[str] | None = None) -> None:
     artifact = args.model_dir / "model.joblib"
     # The tuned file is already the fitted Pipeline; copying keeps its bytes, hence its hash.
     shutil.copyfile(args.tuned, artifact)
+    tune_report = read_json(args.tune_report)
+    profile = reference_profile(
+        joblib.load(artifact), read_table(args.train), tune_report["features"], params,
+        model_version(sha256_of(artifact)),
+    )  # fmt: skip
+    write_json(args.model_dir / PROFILE_NAME, profile)
     card = model_card(
         artifact=artifact,
-        tune_report=read_json(args.tune_report),
+        tune_report=tune_report,
         evaluate_report=evaluate_report,
         alpha=params["model"]["alpha"],
         train_md5=md5_of(args.train),
+        profile_sha256=sha256_of(args.model_dir / PROFILE_NAME),
     )
     write_json(args.model_dir / CARD_NAME, card)
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,14 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
 
+from artifact import PROFILE_NAME, model_version, sha256_of
+from monitoring.profile import build_profile
 from stages.contract import FEATURES, TARGET, model_features
 from stages.export import model_card
 from stages.families import build
+from tools.loopback import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 RAW_DATA = REPO / "data" / "raw" / "HousingData.csv"
@@ -76,6 +80,14 @@ def export_tiny_model(model_dir: Path, family: str = "ridge") -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     artifact = model_dir / "model.joblib"
     joblib.dump(pipeline, artifact)
+    profile = build_profile(
+        {name: table[name].to_numpy() for name in features},
+        categorical={column.name for column in FEATURES if column.kind != "float"},
+        predictions=pipeline.predict(table[features].to_numpy()),
+        model_version=model_version(sha256_of(artifact)),
+        bins=10,
+    )
+    (model_dir / PROFILE_NAME).write_text(json.dumps(profile))
     train = model_dir / "train.csv"
     table.to_csv(train, index=False)
     tune_report = {
@@ -89,7 +101,7 @@ def export_tiny_model(model_dir: Path, family: str = "ridge") -> dict[str, Any]:
     }
     card = model_card(
         artifact=artifact, tune_report=tune_report, evaluate_report=evaluate_report,
-        alpha=1.0, train_md5="0" * 32,
+        alpha=1.0, train_md5="0" * 32, profile_sha256=sha256_of(model_dir / PROFILE_NAME),
     )  # fmt: skip
     (model_dir / "model_card.json").write_text(json.dumps(card, indent=2))
     train.unlink()
@@ -181,3 +193,63 @@ def browser() -> Iterator[Browser]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@contextmanager
+def running_server(
+    command: list[str], ready_url: str, output: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process until the block ends; its output in `output`, shown if it never gets up."""
+    with output.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=sink)
+        try:
+            try:
+                wait_until_healthy(ready_url, process, timeout=60)
+            except RuntimeError as error:
+                raise RuntimeError(f"{error}\n{output.read_text()[-4000:]}") from error
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+@contextmanager
+def running_api(
+    model_dir: Path, log: Path, port: int | None = None, **settings: str
+) -> Iterator[str]:
+    """A real uvicorn serving `model_dir` on a loopback port (a free one unless given), logging
+    predictions to `log`; `settings` become BOSTON_API_* variables. Yields the base URL."""
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "BOSTON_API_MODEL_DIR": str(model_dir),
+        "BOSTON_API_LOG_SINK": str(log),
+        **{f"BOSTON_API_{name.upper()}": value for name, value in settings.items()},
+    }
+    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
+    url = f"http://127.0.0.1:{port}"
+    output = log.with_name(f"{log.stem}.server-{port}.out")
+    with running_server([*command, "--port", str(port)], f"{url}/health", output, env):
+        yield url
+
+
+def open_offline(browser: Browser, path: Path, width: int = 1280) -> tuple[Page, list[str]]:
+    """`path` opened from disk with every request beyond it refused, as a reader without network
+    would open it; returns the page and the addresses it tried to fetch (should be none)."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    fetched: list[str] = []
+
+    def local_only(route: Route, request: Request) -> None:
+        if request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            fetched.append(request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(path.as_uri(), wait_until="load")
+    return page, fetched

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the API image, run it, and check /health, /predict with the README example, and a 422.
+# Build the API image, run it, and check /health, /predict with the README example, the live
+# input metrics the reference profile feeds, and a 422.
 # Uses docker when an engine answers; otherwise podman, with the recipe for machines where no
 # Docker engine runs and image registries are unreachable (a local Debian base via debootstrap).
 set -euo pipefail
@@ -77,6 +78,11 @@ echo "GET /health -> $health"
 prediction=$(curl -sS -X POST "$url/predict" -H 'content-type: application/json' -d "$EXAMPLE")
 echo "POST /predict -> $prediction"
 [[ $prediction == *'"prediction":'* ]] || fail "/predict did not predict"
+
+# the image carries the reference profile: the live input histograms count the prediction above
+observed=$(curl -sS "$url/metrics" | grep -F 'model_input_value_count{feature="RM"}' || true)
+echo "GET /metrics -> $observed"
+[[ $observed == *' 1.0' ]] || fail "/metrics has no live input histogram (reference profile missing?)"
 
 status=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$url/predict" \
     -H 'content-type: application/json' -d '{"RM": "many"}')

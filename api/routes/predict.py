@@ -67,9 +67,12 @@ async def predict(request: Request) -> Response:
     model = serving(runtime)
     assert runtime.house is not None  # set whenever a model is loaded
     values = _validate(runtime.house, await request.body())
-    prediction = model.predict_one(model.matrix([values])[0])
+    matrix = model.matrix([values])
+    prediction = model.predict_one(matrix[0])
     elapsed_ms = (time.perf_counter() - started) * 1000
     runtime.metrics.predictions.observe(prediction)
+    if runtime.metrics.inputs is not None:
+        runtime.metrics.inputs.observe_row(matrix[0])
     runtime.log.record(
         request_id=request.state.request_id, route="/predict", model_version=model.version,
         inputs=[values], predictions=[prediction], latency_ms=elapsed_ms,
@@ -134,6 +137,8 @@ async def _respond(
     # Observing and logging thousands of predictions would dominate the latency, so both run
     # after the response has been sent.
     background.add_task(runtime.metrics.predictions.observe_many, predictions)
+    if runtime.metrics.inputs is not None:
+        background.add_task(runtime.metrics.inputs.observe, matrix)
     background.add_task(
         runtime.log.record, request_id=request.state.request_id, route=route,
         model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,45 +10,16 @@ import httpx
 import pytest
 
 from api.schemas import FIRST_TRACT
-from tests.conftest import REPO
-from tools.loopback import free_port, wait_until_healthy
+from tests.conftest import running_api
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def server(model_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
     log = tmp_path / "predictions.jsonl"
-    env = {
-        **os.environ,
-        "BOSTON_API_MODEL_DIR": str(model_dir),
-        "BOSTON_API_LOG_SINK": str(log),
-        "BOSTON_API_API_KEY": "k",
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(f"{url}/health", process, timeout=30)
+    with running_api(model_dir, log, api_key="k") as url:
         yield url, log
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def test_real_server_serves_predictions(server: tuple[str, Path]) -> None:

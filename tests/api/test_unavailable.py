@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.schemas import FIRST_TRACT
 from api.settings import Settings
+from artifact import PROFILE_NAME
 
 
 def _edit_card(model_dir: Path, change: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
@@ -80,3 +81,14 @@ def test_service_starts_and_answers_503_with_the_reason(
         assert "model_loaded 0.0" in client.get("/metrics").text
         assert client.get("/openapi.json").status_code == 200
         assert client.get("/docs").status_code == 200
+
+
+def test_without_its_reference_profile_the_model_still_serves(settings: Settings) -> None:
+    """Only the live drift metrics need the profile; predictions never wait on monitoring."""
+    (settings.model_dir / PROFILE_NAME).unlink()
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").status_code == 200
+        assert client.post("/predict", json=FIRST_TRACT).status_code == 200
+        metrics = client.get("/metrics").text
+    assert "model_input_value" not in metrics
+    assert "model_prediction_medv_count 1.0" in metrics

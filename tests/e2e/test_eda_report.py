@@ -7,9 +7,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from playwright.sync_api import Browser, Request, Route
+from playwright.sync_api import Browser
 
-from tests.conftest import REPO
+from tests.conftest import REPO, open_offline
 
 pytestmark = pytest.mark.e2e
 
@@ -40,21 +40,10 @@ def figures_in(notebook: Path) -> int:
 
 
 def test_the_report_renders_offline_in_a_real_browser(browser: Browser, tmp_path: Path) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    fetched: list[str] = []
-
-    def local_only(route: Route, request: Request) -> None:
-        # A page that opens offline needs nothing but itself; any other request is a defect.
-        if request.url.startswith(("file:", "data:")):
-            route.continue_()
-        else:
-            fetched.append(request.url)
-            route.abort()
-
-    page.route("**/*", local_only)
+    page, fetched = open_offline(browser, REPORT)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(REPORT.as_uri(), wait_until="load")
+    page.reload(wait_until="load")  # again, now that page errors are being listened for
 
     assert page.title() == "exploring_data_analysis"
     assert page.locator("h1").first.inner_text().strip() == "Exploring the Boston Housing data"

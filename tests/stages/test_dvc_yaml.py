@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 STAGES = ["ingest", "eda", "preprocess", "tune", "evaluate", "export"]
 NOTEBOOK = "notebooks/exploring_data_analysis.ipynb"
-PROJECT_PACKAGES = ("stages", "api")
+PROJECT_PACKAGES = ("stages", "api", "monitoring", "artifact")
 
 
 def _project_imports(module: str, seen: set[str] | None = None) -> set[str]:
@@ -63,3 +63,27 @@ def test_eda_declares_every_module_its_notebook_runs() -> None:
 
 def test_the_pipeline_has_its_stages_in_order() -> None:
     assert list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]) == STAGES
+
+
+def _top_imports(path: Path) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            modules.add(node.module)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+    return modules
+
+
+@pytest.mark.parametrize("folder", ["stages", "monitoring"])
+def test_no_pipeline_or_monitoring_module_imports_the_api(folder: str) -> None:
+    """Data flows one way: work on the serving code never invalidates a pipeline stage."""
+    for path in sorted((REPO / folder).glob("*.py")):
+        api = sorted(m for m in _top_imports(path) if m == "api" or m.startswith("api."))
+        assert not api, f"{path.relative_to(REPO)} imports {api}"
+
+
+def test_monitoring_reads_only_the_contracts_of_the_pipeline() -> None:
+    for path in sorted((REPO / "monitoring").glob("*.py")):
+        stages = {m for m in _top_imports(path) if m == "stages" or m.startswith("stages.")}
+        assert stages <= {"stages.contract"}, f"{path.relative_to(REPO)} imports {stages}"

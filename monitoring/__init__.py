@@ -1,0 +1,1 @@
+"""Inference monitoring: drift statistics, reports and the calibration benchmark."""

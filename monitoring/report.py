@@ -1,0 +1,402 @@
+"""The drift report: the service's prediction log against the model's reference profile.
+
+    python -m monitoring.report --log predictions.jsonl [more.jsonl.gz ...] [--out DIR]
+        [--since ISO --until ISO | --last N] [--min-rows N] [--alpha A] [--push URL]
+
+Reads the service's own JSON lines (gzip allowed; malformed lines are counted and skipped with a
+warning), splits them by `model_version`, and judges each version's window against the reference
+profile beside the model card: per input KS or chi-square, Benjamini-Hochberg over all inputs and
+the prediction. Writes a JSON summary and a self-contained HTML page per window, prints what moved
+and what to do next, and exits 0 (no drift), 1 (drift found) or 2 (nothing could be judged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import html
+import io
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from artifact import ArtifactError, read_card, read_profile
+from monitoring.drift import DriftSettings, Verdict, judge
+
+NO_DRIFT, DRIFT, CANNOT_RUN = 0, 1, 2
+PUSH_JOB = "boston_housing_drift"
+_SHOWN_PROBLEMS = 3
+
+
+@dataclass
+class LogRecords:
+    """Prediction lines by model version, and what could not be read."""
+
+    by_version: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    malformed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def read_logs(paths: Iterable[Path]) -> LogRecords:
+    """Every prediction line of `paths`, in file order; a bad line is counted, never fatal."""
+    records = LogRecords()
+    for path in paths:
+        for number, line in _lines(path):
+            if not line.strip():
+                continue
+            record, problem = _parse(line)
+            if problem:
+                records.malformed += 1
+                if len(records.problems) < _SHOWN_PROBLEMS:
+                    records.problems.append(f"{path}:{number}: {problem}")
+            elif record is not None:
+                records.by_version[record["model_version"]].append(record)
+    return records
+
+
+def select(
+    records: list[dict[str, Any]],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    last: int | None = None,
+) -> list[dict[str, Any]]:
+    """The window: records in [since, until), then the most recent `last` of them."""
+    chosen = sorted(records, key=lambda record: record["ts"])
+    if since is not None:
+        chosen = [record for record in chosen if record["ts"] >= since]
+    if until is not None:
+        chosen = [record for record in chosen if record["ts"] < until]
+    return chosen[-last:] if last else chosen
+
+
+def window_arrays(
+    records: list[dict[str, Any]], profile: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Each profiled input as a float array (NaN: sent as null or left out), and predictions."""
+    inputs = {
+        name: np.array([record["inputs"].get(name, np.nan) for record in records], dtype=float)
+        for name in profile["features"]
+    }
+    return inputs, np.array([float(record["prediction"]) for record in records])
+
+
+def traffic(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Request volume and latency percentiles: one latency per request, not per row."""
+    latency = {record["request_id"]: record["latency_ms"] for record in records}
+    routes: dict[str, int] = defaultdict(int)
+    for record in records:
+        routes[record["route"]] += 1
+    figures = np.array(list(latency.values()), dtype=np.float64)
+    percentiles = {
+        f"p{q}": round(float(np.percentile(figures, q)), 3) if figures.size else None
+        for q in (50, 90, 99)
+    }
+    return {
+        "rows": len(records),
+        "requests": len(latency),
+        "rows_by_route": dict(sorted(routes.items())),
+        "first": records[0]["ts"].isoformat() if records else None,
+        "last": records[-1]["ts"].isoformat() if records else None,
+        "latency_ms": percentiles,
+    }
+
+
+def summarise(
+    version: str, records: list[dict[str, Any]], verdict: Verdict | None, reason: str | None
+) -> dict[str, Any]:
+    if verdict is None:
+        status = "not judged"
+    elif verdict.too_small:
+        status = "too small"
+    else:
+        status = "drift" if verdict.drift else "no drift"
+    return {
+        "model_version": version,
+        "status": status,
+        "reason": reason,
+        "traffic": traffic(records),
+        "verdict": verdict.as_dict() if verdict is not None else None,
+    }
+
+
+def advice(summary: dict[str, Any]) -> list[str]:
+    """What an operator reads on the console: the verdict, what moved, and what to do next."""
+    version, status = summary["model_version"], summary["status"]
+    rows = summary["traffic"]["rows"]
+    if status != "drift":
+        detail = f" ({summary['reason']})" if summary["reason"] else ""
+        return [f"model {version}: {status} over {rows} rows{detail}"]
+    lines = [f"model {version}: DRIFT over {rows} rows. Columns that moved:"]
+    for column in summary["verdict"]["columns"]:
+        if column["drift"]:
+            lines.append(
+                f"  {column['column']}: {column['test']} statistic {column['statistic']:.3f}, "
+                f"adjusted p {column['p_adjusted']:.2g}, PSI {_cell(column['psi'])}, "
+                f"out of reference range {_share(column['out_of_range_share'])}, "
+                f"missing {_share(column['missing_rate'])} "
+                f"(reference {_share(column['reference_missing_rate'])})"
+            )
+    lines += [
+        "Next: check the inputs that moved at their source (a broken upstream feed looks like",
+        "drift). If the houses really changed, label recent ones and retrain on them: add the rows",
+        "to data/raw/HousingData.csv (ingest validates them), then `dvc repro` and compare the new",
+        "metrics with `dvc metrics diff` before serving the new model.",
+    ]
+    return lines
+
+
+def render_html(summary: dict[str, Any], profile: dict[str, Any], window: dict[str, Any]) -> str:
+    """One self-contained page: tables and inline PNG figures, nothing fetched from elsewhere."""
+    verdict = summary["verdict"] or {}
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(column.get(key)))}</td>" for key in _COLUMNS)
+        + "</tr>"
+        for column in verdict.get("columns", [])
+    )  # fmt: skip
+    header = "".join(f"<th>{html.escape(key)}</th>" for key in _COLUMNS)
+    figure = _figure(profile, window) if window else ""
+    title = f"Drift report, model {summary['model_version']}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}
+.drift{{color:#b00;font-weight:bold}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="{"drift" if summary["status"] == "drift" else ""}">Status: {summary["status"]}</p>
+<h2>Traffic</h2><pre>{html.escape(json.dumps(summary["traffic"], indent=2))}</pre>
+<h2>Per column</h2><table><tr>{header}</tr>{rows}</table>
+<p>Drift is decided by the adjusted p-value alone (Benjamini-Hochberg over all columns); PSI and
+the normalised Wasserstein distance show how far a column moved and never trigger.</p>
+<h2>Distributions: reference vs window</h2>{figure}
+</body></html>
+"""
+
+
+_COLUMNS = (
+    "column", "test", "rows", "statistic", "p_value", "p_adjusted", "drift", "psi", "wasserstein",
+    "missing_rate", "reference_missing_rate", "out_of_range_share",
+)  # fmt: skip
+
+
+def _figure(profile: dict[str, Any], window: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; chosen here, never on import
+    import matplotlib.pyplot as plt
+
+    references = {**profile["features"], "prediction": profile["prediction"]}
+    names = list(references)
+    columns = 4
+    fig, axes = plt.subplots(-(-len(names) // columns), columns, figsize=(14, 2.8 * len(names) / 4))
+    for ax, name in zip(np.ravel(axes), names, strict=False):
+        reference, live = references[name], window[name]
+        live = live[~np.isnan(live)]
+        if reference["kind"] == "categorical":
+            levels = sorted(float(level) for level in reference["categories"])
+            total = sum(reference["categories"].values())
+            shares = [reference["categories"][f"{level:g}"] / total for level in levels]
+            live_shares = [float(np.mean(live == level)) if live.size else 0.0 for level in levels]
+            positions = np.arange(len(levels))
+            ax.bar(positions - 0.2, shares, 0.4, label="reference")
+            ax.bar(positions + 0.2, live_shares, 0.4, label="window")
+            ax.set_xticks(positions, [f"{level:g}" for level in levels])
+            ax.set_ylabel("share of rows")
+        else:
+            values = np.asarray(reference["values"])
+            bins = np.histogram_bin_edges(np.concatenate([values, live]), bins=30)
+            ax.hist(values, bins=bins, density=True, alpha=0.5, label="reference")
+            ax.hist(live, bins=bins, density=True, alpha=0.5, label="window")
+            ax.set_ylabel("density")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    for ax in np.ravel(axes)[len(names) :]:
+        ax.remove()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="reference vs window, every column" src="data:image/png;base64,{encoded}">'
+
+
+def push(url: str, summary: dict[str, Any]) -> None:
+    """The verdict and p-values as gauges on a Pushgateway, the convention for batch jobs."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    registry = CollectorRegistry()
+    verdict = summary["verdict"]
+    Gauge("drift_detected", "1 when the last report found drift", registry=registry).set(
+        1 if summary["status"] == "drift" else 0
+    )
+    Gauge("drift_window_rows", "Rows in the judged window", registry=registry).set(
+        summary["traffic"]["rows"]
+    )
+    Gauge(
+        "drift_last_run_timestamp_seconds", "When the report ran", registry=registry
+    ).set_to_current_time()
+    per_column = {
+        "drift_p_value": ("p_adjusted", "Benjamini-Hochberg adjusted p-value per column"),
+        "drift_statistic": ("statistic", "KS or chi-square statistic per column"),
+        "drift_psi": ("psi", "Population stability index per column (severity)"),
+        "drift_out_of_range_share": ("out_of_range_share", "Share outside the reference range"),
+    }
+    for metric, (key, documentation) in per_column.items():
+        gauge = Gauge(metric, documentation, ["column"], registry=registry)
+        for column in verdict["columns"] if verdict else []:
+            if column.get(key) is not None:
+                gauge.labels(column["column"]).set(column[key])
+    push_to_gateway(
+        url,
+        job=PUSH_JOB,
+        registry=registry,
+        grouping_key={"model_version": summary["model_version"]},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        settings = DriftSettings(**_settings(args))
+        card = read_card(args.model_dir)
+        profile = read_profile(args.model_dir, card)
+    except (ArtifactError, ValueError, KeyError) as error:
+        print(f"report: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    records = read_logs(args.log)
+    if records.malformed:
+        print(
+            f"report: warning: skipped {records.malformed} malformed line(s): "
+            + "; ".join(records.problems),
+            file=sys.stderr,
+        )
+    if not records.by_version:
+        print("report: no prediction lines in the log(s); nothing to judge", file=sys.stderr)
+        return CANNOT_RUN
+
+    statuses = []
+    for version, all_records in sorted(records.by_version.items()):
+        chosen = select(all_records, args.since, args.until, args.last)
+        verdict, reason = None, None
+        window: dict[str, np.ndarray] = {}
+        if version != profile["model_version"]:
+            reason = (
+                f"the reference profile in {args.model_dir} is for model "
+                f"{profile['model_version']}; point --model-dir at this model's folder"
+            )
+        else:
+            window, predictions = window_arrays(chosen, profile)
+            verdict = judge(profile, window, predictions, settings)
+            window = {**window, "prediction": predictions}
+            if verdict.too_small:
+                reason = f"{len(chosen)} rows, fewer than the minimum of {settings.min_rows}"
+        summary = summarise(version, chosen, verdict, reason)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (args.out / f"drift-{version}.html").write_text(render_html(summary, profile, window))
+        print("\n".join(advice(summary)))
+        if args.push and verdict is not None:
+            push(args.push, summary)
+        statuses.append(summary["status"])
+    print(f"report: written to {args.out}/")
+    if "drift" in statuses:
+        return DRIFT
+    return NO_DRIFT if "no drift" in statuses else CANNOT_RUN
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--log", type=Path, nargs="+", required=True, help="prediction log files")
+    parser.add_argument("--model-dir", type=Path, default=Path("models"))
+    parser.add_argument("--out", type=Path, default=Path("reports/monitoring"))
+    parser.add_argument("--since", type=_timestamp, help="ISO time; the window starts here")
+    parser.add_argument("--until", type=_timestamp, help="ISO time; the window ends before this")
+    parser.add_argument("--last", type=int, help="only the most recent N rows of each model")
+    parser.add_argument("--min-rows", type=int, help="overrides monitoring.min_rows")
+    parser.add_argument("--alpha", type=float, help="overrides monitoring.alpha")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--push", metavar="URL", help="a Prometheus Pushgateway to push to")
+    args = parser.parse_args(argv)
+    if args.last is not None and (args.since or args.until):
+        parser.error("--last cannot be combined with --since/--until")
+    if args.last is not None and args.last < 1:
+        parser.error(f"--last must be a whole number >= 1, got {args.last}")
+    return args
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """params.yaml's `monitoring` block, with the command line's overrides."""
+    block = (yaml.safe_load(args.params.read_text()) or {}).get("monitoring", {})
+    settings = {key: block[key] for key in ("alpha", "min_rows") if key in block}
+    for key in ("alpha", "min_rows"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    return settings
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with path.open("rb") as probe:
+        compressed = probe.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rt") if compressed else path.open() as stream:
+        yield from enumerate(stream, start=1)
+
+
+def _parse(line: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) for a prediction line; (None, None) for another event; (None, why) if bad."""
+    try:
+        record = json.loads(line)
+    except ValueError as error:
+        return None, f"not JSON ({error})"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    if record.get("event") != "prediction":
+        return None, None
+    try:
+        parsed = {
+            "ts": _timestamp(record["ts"]),
+            "model_version": str(record["model_version"]),
+            "request_id": str(record["request_id"]),
+            "route": str(record["route"]),
+            "latency_ms": float(record["latency_ms"]),
+            "inputs": {str(name): _number(value) for name, value in record["inputs"].items()},
+            "prediction": float(record["prediction"]),
+        }
+    except (KeyError, TypeError, ValueError, argparse.ArgumentTypeError) as error:
+        return None, f"not a prediction line ({type(error).__name__}: {error})"
+    return parsed, None
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The calibration benchmark's core, with a handful of trials: its output and its sanity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from monitoring import calibration
+from monitoring.calibration import (
+    REFERENCE_ROWS,
+    Case,
+    FloatArray,
+    Population,
+    Row,
+    default_cases,
+    fit_population,
+    main,
+    real_rows,
+    simulate,
+    table,
+    targets,
+    wilson,
+)
+from monitoring.drift import DriftSettings
+from stages.contract import model_features
+from tests.conftest import REPO
+
+RAW_DATA = Path(__file__).resolve().parents[2] / "data" / "raw" / "HousingData.csv"
+
+
+@pytest.fixture(scope="module")
+def population() -> Population:
+    return fit_population(pd.read_csv(RAW_DATA))
+
+
+def test_the_copula_keeps_the_columns_facts(population: Population) -> None:
+    assert list(population.features) == model_features(["B"])
+    assert population.categorical == {"CHAS", "RAD"}
+    draw = population.copula.sample(2000, np.random.default_rng(0))
+    assert draw.shape == (2000, len(population.features))
+    for j, name in enumerate(population.features):
+        real = population.real[:, j]
+        assert real.min() <= draw[:, j].min() and draw[:, j].max() <= real.max()
+        if name in population.categorical:
+            assert set(np.unique(draw[:, j])) <= set(np.unique(real))
+    lstat, rm = population.features.index("LSTAT"), population.features.index("RM")
+    assert np.corrcoef(draw[:, lstat], draw[:, rm])[0, 1] < -0.4  # the real rank correlation
+
+
+def test_the_cases_do_what_they_say(population: Population) -> None:
+    base = population.copula.sample(500, np.random.default_rng(1))
+    cases = {case.name: case for case in default_cases(population)}
+    rng = np.random.default_rng(2)
+    chas, lstat = population.features.index("CHAS"), population.features.index("LSTAT")
+    assert np.array_equal(cases["no drift"].transform(base.copy(), rng), base)
+    flipped = cases["CHAS flipped (1 - CHAS)"].transform(base.copy(), rng)
+    assert np.array_equal(flipped[:, chas], 1 - base[:, chas])
+    gaps = cases["gaps: 20% of LSTAT, CRIM missing"].transform(base.copy(), rng)
+    assert np.isnan(gaps).sum(axis=0)[lstat] == 100
+    shifted = cases["LSTAT +0.5 sd"].transform(base.copy(), rng)
+    assert np.allclose(shifted[:, lstat] - base[:, lstat], 0.5 * population.sd["LSTAT"])
+
+
+def test_a_huge_shift_is_always_detected_and_the_rows_are_complete(
+    population: Population,
+) -> None:
+    lstat = population.features.index("LSTAT")
+
+    def huge(window: FloatArray, rng: np.random.Generator) -> FloatArray:
+        window[:, lstat] += 5 * population.sd["LSTAT"]
+        return window
+
+    cases = [Case("no drift", lambda window, rng: window, False), Case("huge", huge, True)]
+    rows = simulate(
+        population, cases, trials=3, seed=0, sizes=(100,), settings=DriftSettings(min_rows=100)
+    )
+    assert [(row.case, row.rows, row.trials, row.min_rows) for row in rows] == [
+        ("no drift", 100, 3, 100),
+        ("huge", 100, 3, 100),
+    ]
+    calm, alarm = rows
+    assert 0 <= calm.ours <= calm.naive <= 3
+    assert alarm.ours == alarm.naive == 3
+    assert alarm.columns["LSTAT"] == 3
+
+    text = table(rows)
+    assert text.count("\n") == 3  # header, rule, one line per row
+    assert "| huge | 100 | 100 | 3 | 100.0% [" in text
+    checks = targets(rows)
+    assert [check.text.split(":")[0] for check in checks] == [
+        "false alarms <= 5%, no drift, 100 rows"
+    ]
+    assert checks[0].status in {"MET", "NOISE", "MISSED"}
+
+
+def test_the_same_seed_gives_the_same_counts(population: Population) -> None:
+    cases = default_cases(population)[:2]
+    settings = DriftSettings(min_rows=100)
+    first = simulate(population, cases, trials=2, seed=5, sizes=(100,), settings=settings)
+    again = simulate(population, cases, trials=2, seed=5, sizes=(100,), settings=settings)
+    assert [(r.ours, r.naive, r.columns) for r in first] == [
+        (r.ours, r.naive, r.columns) for r in again
+    ]
+
+
+def test_real_rows_use_windows_of_one_hundred_held_out_tracts(population: Population) -> None:
+    rows = real_rows(population, trials=2, seed=0)
+    assert [row.case for row in rows] == [
+        "real tracts, one split",
+        "real tracts, one split, OOF reference",
+        "real tracts, fresh split per trial",
+    ]
+    assert all(row.rows == row.min_rows == 100 and row.trials == 2 for row in rows)
+    assert [row.independent for row in rows] == [False, False, True]
+    assert population.real.shape[0] - REFERENCE_ROWS == 101
+    assert "(one split)" in table(rows)
+
+
+def test_a_target_is_missed_only_when_the_interval_excludes_it() -> None:
+    def row(flagged: int, trials: int) -> Row:
+        return Row("no drift", 500, 200, trials, drift=False, ours=flagged)
+
+    assert [check.status for check in targets([row(9, 200)])] == ["MET"]  # 4.5%
+    assert [check.status for check in targets([row(11, 200)])] == ["NOISE"]  # 5.5% [3.1, 9.6]
+    assert [check.status for check in targets([row(30, 200)])] == ["MISSED"]  # 15% [10.7, 20.6]
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson(5, 10)
+    assert low == pytest.approx(1 - high) and low == pytest.approx(0.2366, abs=1e-4)
+
+
+def test_the_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--data", str(RAW_DATA), "--trials", "1", "--seed", "3"])
+    out = capsys.readouterr().out
+    assert code in (0, 1)
+    assert "| case | window rows | min_rows | trials |" in out
+    assert out.count("| no drift |") == 3  # one line per window size
+    assert "detection >= 80%, LSTAT +0.5 sd, 500 rows" in out
+    with pytest.raises(SystemExit):
+        main(["--trials", "0"])
+
+
+def test_its_settings_are_the_pipelines() -> None:
+    """One home for each fact: the benchmark's constants must equal params.yaml and dvc.yaml."""
+    params: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
+    pipeline: dict[str, Any] = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    paths = {name: path for block in pipeline["vars"] for name, path in block.items()}
+    assert params["monitoring"]["reference_bins"] == calibration.BINS
+    assert params["monitoring"]["alpha"] == calibration.ALPHA
+    assert params["features"]["drop"] == calibration.DROP
+    assert params["tune"]["cv"]["folds"] == calibration.OOF_FOLDS
+    assert round(506 * (1 - params["preprocess"]["test_size"])) == calibration.REFERENCE_ROWS
+    assert paths["raw"] == calibration.DEFAULT_DATA
