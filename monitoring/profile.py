@@ -20,7 +20,8 @@ _DIGITS = 6  # rounding keeps the profile's bytes stable against last-bit noise
 
 def column_profile(values: np.ndarray, categorical: bool, bins: int) -> dict[str, Any]:
     """Summary of one column (NaN = missing): range, quantile bin edges, and its reference sample
-    (the sorted values for a continuous column, counts per value for a categorical one)."""
+    (the sorted values for a continuous column; counts and shares per value for a categorical
+    one)."""
     values = np.asarray(values, dtype=np.float64)
     present = np.sort(values[~np.isnan(values)])
     if present.size == 0:
@@ -40,8 +41,10 @@ def column_profile(values: np.ndarray, categorical: bool, bins: int) -> dict[str
     }
     if categorical:
         levels, counts = np.unique(present, return_counts=True)
-        summary["categories"] = {
-            f"{level:g}": int(n) for level, n in zip(levels, counts, strict=True)
+        names = [f"{level:g}" for level in levels]
+        summary["categories"] = {name: int(n) for name, n in zip(names, counts, strict=True)}
+        summary["shares"] = {
+            name: _round(n / present.size) for name, n in zip(names, counts, strict=True)
         }
     else:
         summary["values"] = [_round(value) for value in present]

@@ -75,7 +75,14 @@ def test_the_card_names_its_reference_profile_and_the_profile_its_model(model_di
     assert card["reference_profile"]["sha256"] == sha256_of(model_dir / PROFILE_NAME)
     assert profile["model_version"] == card["model_version"]
     assert set(profile["features"]) == set(card["model_inputs"])
-    assert profile["features"]["CHAS"]["kind"] == "categorical"
+    chas = profile["features"]["CHAS"]
+    assert chas["kind"] == "categorical"
+    assert chas["shares"] == pytest.approx(
+        {
+            level: count / sum(chas["categories"].values())
+            for level, count in chas["categories"].items()
+        }
+    )
     assert sorted(profile["features"]["RM"]["values"]) == profile["features"]["RM"]["values"]
 
 
