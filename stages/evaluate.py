@@ -112,7 +112,17 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         sys.exit(f"evaluate: {error}")
     best = tune_report["best"]
-    report["cv"] = {key: best[key] for key in ("family", "cv_rmse_mean", "cv_rmse_std")}
+    report["cv"] = {
+        key: best[key]
+        for key in (
+            "family",
+            "cv_rmse_mean",
+            "cv_rmse_std",
+            "nested_cv_rmse_mean",
+            "nested_cv_rmse_std",
+        )
+        if key in best
+    }
     failures = gate_failures(report["test"], params["evaluate"]["gate"])
     report["gate"] = {**params["evaluate"]["gate"], "passed": not failures}
 

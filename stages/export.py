@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tune-report", type=Path, required=True)
     parser.add_argument("--evaluate-report", type=Path, required=True)
     parser.add_argument("--plots", type=Path, nargs="+", required=True)
+    parser.add_argument("--trials", type=Path, required=True)
     parser.add_argument("--model-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     params = load_params("export")
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         tune_report=read_json(args.tune_report),
         train_path=args.train,
         plots=args.plots,
+        trials=pd.read_csv(args.trials),
     )
 
 

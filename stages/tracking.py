@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import skops.io
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -60,8 +61,10 @@ def record_run(
     tune_report: dict[str, Any],
     train_path: Path,
     plots: list[Path],
+    trials: pd.DataFrame,
 ) -> str:
-    """Log one run (with a nested run per family) and register the model; return the run id."""
+    """Log one run (with a nested run per family, holding its search's candidates as a table) and
+    register the model; return the run id."""
     settings = params["export"]
     mlflow.set_tracking_uri(tracking_uri())
     _use_experiment(settings["experiment"])
@@ -81,7 +84,10 @@ def record_run(
             with mlflow.start_run(run_name=family, nested=True):
                 mlflow.log_params({key: str(value) for key, value in entry["best_params"].items()})
                 mlflow.log_metrics({k: v for k, v in entry.items() if k.startswith("cv_")})
-                mlflow.set_tag("family", family)
+                if entry["trees"] is not None:
+                    mlflow.log_metric("trees", entry["trees"])
+                mlflow.set_tags({"family": family, "search": tune_report["search"]})
+                mlflow.log_table(trials[trials.family == family], artifact_file="trials.json")
         for plot in plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(card, "model_card.json")

@@ -11,6 +11,7 @@ from typing import Any
 
 import joblib
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -32,7 +33,22 @@ def _record(tmp_path: Path) -> tuple[str, dict[str, Any]]:
     synthetic_table(10).to_csv(train, index=False)
     plot = tmp_path / "leaderboard.csv"
     plot.write_text("family,cv_rmse_mean\nridge,1.0\n")
-    tune_report = {"families": {"ridge": {"cv_rmse_mean": 1.0, "best_params": {"spline_knots": 4}}}}
+    tune_report = {
+        "search": "grid",
+        "families": {
+            "ridge": {"cv_rmse_mean": 1.0, "best_params": {"spline_knots": 4}, "trees": None}
+        },
+    }
+    trials = pd.DataFrame(
+        {
+            "family": ["ridge", "ridge"],
+            "trial": [0, 1],
+            "state": ["complete", "pruned"],
+            "folds": [3, 1],
+            "cv_rmse_mean": [1.0, 1.5],
+            "params": ['{"spline_knots": 4}', '{"spline_knots": 6}'],
+        }
+    )
     run_id = tracking.record_run(
         model=joblib.load(model_dir / "model.joblib"),
         card=card,
@@ -40,6 +56,7 @@ def _record(tmp_path: Path) -> tuple[str, dict[str, Any]]:
         tune_report=tune_report,
         train_path=train,
         plots=[plot],
+        trials=trials,
     )
     return run_id, card
 
@@ -57,6 +74,11 @@ def _check_record(run_id: str, card: dict[str, Any]) -> None:
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     assert [child.data.tags["family"] for child in children] == ["ridge"]
     assert children[0].data.metrics["cv_rmse_mean"] == 1.0
+    assert children[0].data.tags["search"] == "grid"
+    # the family's study: every candidate with its params, score and whether it was pruned
+    table = mlflow.load_table("trials.json", run_ids=[children[0].info.run_id])
+    assert table.state.tolist() == ["complete", "pruned"]
+    assert table.params.tolist() == ['{"spline_knots": 4}', '{"spline_knots": 6}']
     artifacts = {item.path for item in client.list_artifacts(run_id)}
     assert {"plots", "model_card.json"} <= artifacts
     version = client.get_model_version_by_alias("test-model", "champion")
