@@ -90,6 +90,11 @@ serve: venv
 mlflow-ui: venv
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
 
+## tune-compare: grid vs Optuna (and no early stopping, monotone) on the same folds: RMSE, time, size
+.PHONY: tune-compare
+tune-compare: venv
+	python -m tools.tune_compare
+
 ## benchmark: /predict vs an empty endpoint vs mlflow models serve, under wrk
 .PHONY: benchmark
 benchmark: venv

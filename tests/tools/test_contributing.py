@@ -35,6 +35,8 @@ def test_functions_it_names_exist() -> None:
     sources = {
         "build()": "stages/families.py",
         "param_grid()": "stages/families.py",
+        "parse_space()": "stages/search.py",
+        "fitted_trees()": "stages/families.py",
         "create_app()": "api/main.py",
         "stages.files.load_params": "stages/files.py",
         "stages.files.write_json": "stages/files.py",
