@@ -83,6 +83,7 @@ def test_the_pipeline_meets_the_quality_bar(pipeline_repo: Path) -> None:
     assert evaluate["gate"]["passed"] is True
     # honest figures: better than these would point at leakage (see shared data README)
     assert tune["best"]["cv_rmse_mean"] > 2.5
+    assert tune["best"]["nested_cv_rmse_mean"] > 2.5  # the committed run has nested CV on
     assert (
         evaluate["test"]["r2_ci95_low"] < evaluate["test"]["r2"] < evaluate["test"]["r2_ci95_high"]
     )
@@ -91,7 +92,12 @@ def test_the_pipeline_meets_the_quality_bar(pipeline_repo: Path) -> None:
 def test_plots_render(pipeline_repo: Path, tmp_path: Path) -> None:
     output = dvc(pipeline_repo, "plots", "show", "--json")
     plots = json.loads(output[output.index("{") :])
-    assert set(plots["data"]) == {"actual_vs_predicted", "residuals", "leaderboard"}
+    assert set(plots["data"]) == {
+        "actual_vs_predicted",
+        "residuals",
+        "leaderboard",
+        "tune_history",
+    }
     assert not plots.get("errors")
     dvc(pipeline_repo, "plots", "show", "-o", str(tmp_path / "plots"))
     assert "vega" in (tmp_path / "plots" / "index.html").read_text()
