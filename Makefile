@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed-from-lock
 # requirements.lock is resolved for Python 3.11: find it by name, else take python3 if it is 3.11.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
 	{ python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3; })
-# Debian packages the test suite drives: a real browser for the pages people open, and
-# Prometheus with its Pushgateway for the monitoring configuration.
-TEST_SYSTEM_PACKAGES ?= chromium prometheus prometheus-pushgateway
+# Debian packages the test suite drives: a real browser for the pages people open, Prometheus
+# with its Pushgateway for the monitoring configuration, Redis for the shared rate limit, and wrk
+# for the load and overload tests.
+TEST_SYSTEM_PACKAGES ?= chromium prometheus prometheus-pushgateway redis-server wrk
 # The prediction log `make monitor` reads (the service writes it where BOSTON_API_LOG_SINK says).
 LOG ?= predictions.jsonl
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

@@ -8,22 +8,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from api.docs import add_offline_docs
 from api.middleware import ServiceMiddleware
 from api.observability import Metrics, PredictionLog
+from api.openapi import openapi
 from api.routes import predict, service
 from api.runtime import Runtime
 from api.schemas import json_safe
 from api.settings import Settings, get_settings
-
-_BODY_SCHEMAS = {"/predict": "House", "/predict/batch": "Batch"}
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_offline_docs(app)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -86,27 +83,6 @@ async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     request_id = request.scope.get("state", {}).get("request_id", "")
     logger.exception("unhandled error in request %s", request_id)
     return JSONResponse({"detail": "internal error", "request_id": request_id}, status_code=500)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    runtime = getattr(app.state, "runtime", None)
-    if runtime is None or runtime.house is None or runtime.batch is None:
-        return schema  # no card yet: documented without request schemas, and not cached
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for name, validator in (("House", runtime.house), ("Batch", runtime.batch)):
-        body = validator.json_schema(ref_template="#/components/schemas/{model}")
-        components.update(body.pop("$defs", {}))
-        components[name] = body
-    for path, name in _BODY_SCHEMAS.items():
-        content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-        content["schema"] = {"$ref": f"#/components/schemas/{name}"}
-    app.openapi_schema = schema
-    return schema
 
 
 app = create_app()

@@ -17,32 +17,15 @@ from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from api.dependencies import API_KEY_HEADER, authorise, serving
+from api.dependencies import authorise, serving
 from api.model_store import ServedModel
+from api.openapi import PREDICTION_ROUTE as _OPENAPI
 from api.runtime import Runtime
 from api.schemas import BatchPrediction, Prediction, Row
 
 _T = TypeVar("_T")
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-# The body schema comes from the model card (see api.main); the key header is checked in the route.
-_OPENAPI = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
-    "parameters": [
-        {
-            "name": API_KEY_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "required when the service is configured with BOSTON_API_API_KEY",
-        }
-    ],
-    "responses": {
-        "401": {"description": "missing or wrong API key"},
-        "413": {"description": "request body too large"},
-        "503": {"description": "no model loaded; the detail says why"},
-    },
-}
 
 
 def register(app: FastAPI) -> None:
