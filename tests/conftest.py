@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -219,10 +219,15 @@ def running_server(
 
 @contextmanager
 def running_api(
-    model_dir: Path, log: Path, port: int | None = None, **settings: str
+    model_dir: Path,
+    log: Path,
+    port: int | None = None,
+    uvicorn_args: Sequence[str] = (),
+    **settings: str,
 ) -> Iterator[str]:
     """A real uvicorn serving `model_dir` on a loopback port (a free one unless given), logging
-    predictions to `log`; `settings` become BOSTON_API_* variables. Yields the base URL."""
+    predictions to `log`; `uvicorn_args` go to uvicorn (say, `--workers 2`) and `settings`
+    become BOSTON_API_* variables. Yields the base URL."""
     port = port or free_port()
     env = {
         **os.environ,
@@ -233,7 +238,9 @@ def running_api(
     command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
     url = f"http://127.0.0.1:{port}"
     output = log.with_name(f"{log.stem}.server-{port}.out")
-    with running_server([*command, "--port", str(port)], f"{url}/health", output, env):
+    with running_server(
+        [*command, "--port", str(port), *uvicorn_args], f"{url}/health", output, env
+    ):
         yield url
 
 
