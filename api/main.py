@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from api import multiprocess
 from api.docs import add_offline_docs
 from api.middleware import ServiceMiddleware
 from api.observability import Metrics, PredictionLog
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    metrics = Metrics()
+    metrics = Metrics(multiprocess.directory())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             log.close()
+            metrics.close()
 
     app = FastAPI(
         title="Boston Housing price API",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import threading
@@ -9,12 +10,14 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import accumulate
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -24,9 +27,14 @@ _PREDICTION_BUCKETS = (5, 10, 15, 20, 25, 30, 35, 40, 45, 50)
 
 
 class Metrics:
-    """One registry per app, so several apps (as in tests) never collide."""
+    """One registry per app, so several apps (as in tests) never collide.
 
-    def __init__(self) -> None:
+    With `directory` (see api.multiprocess) this process is one of several workers: every figure
+    also lives in a file there, and exposition() sums all the workers' files.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests_total", "HTTP requests by route, method and status",
@@ -37,19 +45,22 @@ class Metrics:
             ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
         self.predictions = BulkHistogram(
-            "model_prediction_medv", "Predicted MEDV ($1000s)", _PREDICTION_BUCKETS, self.registry
-        )
+            "model_prediction_medv", "Predicted MEDV ($1000s)", _PREDICTION_BUCKETS,
+            self.registry, directory,
+        )  # fmt: skip
         self.model_info = Gauge(
             "model_info", "The served model (1 when loaded)",
-            ["model_version", "family"], registry=self.registry,
+            ["model_version", "family"], registry=self.registry, multiprocess_mode="livemax",
         )  # fmt: skip
+        # across workers: loaded only when every live worker has it
         self.model_loaded = Gauge(
-            "model_loaded", "1 when a model is loaded and serving", registry=self.registry
-        )
+            "model_loaded", "1 when a model is loaded and serving", registry=self.registry,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
         self.reference_prediction = Gauge(
             "model_reference_prediction_quantile",
             "Quantiles of the reference (out-of-fold) predictions, to compare live ones with",
-            ["quantile"], registry=self.registry,
+            ["quantile"], registry=self.registry, multiprocess_mode="livemax",
         )  # fmt: skip
         self.inputs: InputMonitor | None = None
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -61,10 +72,27 @@ class Metrics:
             self.inputs = None
         if profile is None:
             return
-        self.inputs = InputMonitor(profile, inputs, self.registry)
+        self.inputs = InputMonitor(profile, inputs, self.registry, self.directory)
         reference = np.asarray(profile["prediction"]["values"], dtype=np.float64)
         for quantile in _REFERENCE_QUANTILES:
             self.reference_prediction.labels(str(quantile)).set(np.quantile(reference, quantile))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format: this process's figures, or all the workers' summed."""
+        if self.directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.directory))  # type: ignore[no-untyped-call]
+        # the bulk collectors sum every worker's tally themselves
+        registry.register(self.predictions)
+        if self.inputs is not None:
+            registry.register(self.inputs)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """At shutdown: a stopped worker's gauges leave the sums (its counts stay in them)."""
+        if self.directory is not None:
+            mark_process_dead(os.getpid(), str(self.directory))  # type: ignore[no-untyped-call]
 
     def record_request(self, route: str, method: str, status: int, seconds: float) -> None:
         # labels() costs a lock and a tuple build per call; the children are cached instead
@@ -86,12 +114,18 @@ class BulkHistogram(Collector):
     """
 
     def __init__(
-        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+        self,
+        name: str,
+        documentation: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+        directory: Path | None = None,
     ) -> None:
         self.name, self.documentation = name, documentation
         self._bounds = tuple(float(bound) for bound in buckets)
-        self._counts = [0] * (len(buckets) + 1)  # the last one is +Inf
-        self._sum = 0.0
+        # one count per bucket, the last one +Inf, then the sum of the observations
+        self._tally = Tally(name, len(buckets) + 2, directory)
+        self._sum_at = len(buckets) + 1
         self._lock = threading.Lock()
         registry.register(self)
 
@@ -99,21 +133,23 @@ class BulkHistogram(Collector):
 
     def observe(self, value: float) -> None:
         index = bisect_left(self._bounds, value)
+        counts = self._tally.counts
         with self._lock:
-            self._counts[index] += 1
-            self._sum += value
+            counts[index] += 1
+            counts[self._sum_at] += value
 
     def observe_many(self, values: Sequence[float]) -> None:
         array = np.asarray(values, dtype=np.float64)
         indices = np.searchsorted(self._bounds, array, side="left")
-        counts = np.bincount(indices, minlength=len(self._counts)).tolist()
+        counts = np.bincount(indices, minlength=self._sum_at)
         with self._lock:
-            self._counts = [old + new for old, new in zip(self._counts, counts, strict=True)]
-            self._sum += float(array.sum())
+            self._tally.counts[: self._sum_at] += counts
+            self._tally.counts[self._sum_at] += array.sum()
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         with self._lock:
-            cumulative, total = list(accumulate(self._counts)), self._sum
+            figures = self._tally.total().tolist()
+        cumulative, total = list(accumulate(figures[: self._sum_at])), figures[self._sum_at]
         bounds = [*map(floatToGoString, self._bounds), "+Inf"]
         yield HistogramMetricFamily(
             self.name, self.documentation,
@@ -137,7 +173,11 @@ class InputMonitor(Collector):
     """
 
     def __init__(
-        self, profile: dict[str, Any], inputs: list[str], registry: CollectorRegistry
+        self,
+        profile: dict[str, Any],
+        inputs: list[str],
+        registry: CollectorRegistry,
+        directory: Path | None = None,
     ) -> None:
         self._inputs = inputs
         references = [profile["features"][name] for name in inputs]
@@ -156,10 +196,15 @@ class InputMonitor(Collector):
         )
         self._column = np.arange(len(inputs))
         size = sum(len(edges) + 1 for edges in self._edges)  # each input has its +Inf bucket
-        self._buckets = np.zeros(size, dtype=np.int64)
-        self._sums = np.zeros(len(inputs))
-        self._outside = np.zeros(len(inputs), dtype=np.int64)
-        self._missing = np.zeros(len(inputs), dtype=np.int64)
+        # one tally, in slices: the buckets, then per input its sum, out-of-range and missing
+        width = len(inputs)
+        self._tally = Tally("model_input", size + 3 * width, directory)
+        counts = self._tally.counts
+        self._buckets = counts[:size]
+        self._sums = counts[size : size + width]
+        self._outside = counts[size + width : size + 2 * width]
+        self._missing = counts[size + 2 * width :]
+        self._size, self._width = size, width
         self._pending: list[np.ndarray] = []
         self._lock = threading.Lock()
         registry.register(self)
@@ -197,8 +242,10 @@ class InputMonitor(Collector):
     def collect(self) -> Iterator[HistogramMetricFamily | CounterMetricFamily]:
         self._flush()
         with self._lock:
-            buckets, sums = self._buckets.tolist(), self._sums.tolist()
-            outside, missing = self._outside.tolist(), self._missing.tolist()
+            figures = self._tally.total().tolist()
+        size, width = self._size, self._width
+        buckets, sums = figures[:size], figures[size : size + width]
+        outside, missing = figures[size + width : size + 2 * width], figures[size + 2 * width :]
         values = HistogramMetricFamily(
             "model_input_value",
             "Live model inputs, bucketed by the reference profile's quantile edges",
@@ -221,6 +268,34 @@ class InputMonitor(Collector):
             for name, count in zip(self._inputs, figures, strict=True):
                 family.add_metric([name], count)
             yield family
+
+
+class Tally:
+    """A collector's running figures: a float64 array in memory, or, when several workers share
+    /metrics, in a file per worker under `directory`, which total() sums over all the workers.
+
+    float64 counts stay exact up to 2**53; a numpy update of a file-backed array costs what it
+    costs in memory (the file is a memory map, on the temp dir's filesystem).
+    """
+
+    def __init__(self, name: str, size: int, directory: Path | None) -> None:
+        self._pattern, self._size, self._directory = f"{name}_*.tally", size, directory
+        self.counts: np.ndarray
+        if directory is None:
+            self.counts = np.zeros(size)
+        else:
+            path = directory / f"{name}_{os.getpid()}.tally"
+            self.counts = np.memmap(path, dtype=np.float64, mode="w+", shape=(size,))
+
+    def total(self) -> np.ndarray:
+        if self._directory is None:
+            return self.counts.copy()
+        total = np.zeros(self._size)
+        for path in self._directory.glob(self._pattern):
+            figures = np.fromfile(path, dtype=np.float64)
+            if figures.size == self._size:  # another size: a worker serving another model
+                total += figures
+        return total
 
 
 def _bucket_bounds(reference: dict[str, Any]) -> list[float]:
