@@ -14,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api import multiprocess
+from api.dependencies import API_KEY_HEADER
 from api.docs import add_offline_docs
 from api.middleware import ServiceMiddleware
 from api.observability import Metrics, PredictionLog
 from api.openapi import openapi
+from api.ratelimit import RateLimitMiddleware, limiter_for, parse_limits
 from api.routes import predict, service
 from api.runtime import Runtime
 from api.schemas import json_safe
@@ -55,6 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if settings.rate_limit is not None:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limits=parse_limits(settings.rate_limit),
+            limiter=limiter_for(settings.rate_limit_storage),
+            key_header=API_KEY_HEADER if settings.api_key is not None else None,
+            routes=app.router.routes,  # filled in below; the middleware is built at first use
+        )
+    # added last, so outermost: rate-limited answers get a request id and are counted too
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     # Routes are registered on the app itself: FastAPI (since 0.137) keeps an included router as
     # a node it resolves again on every request, which cost /predict 50-70 us here (README, Speed).

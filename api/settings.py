@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.ratelimit import limiter_for, parse_limits
 
 
 class Settings(BaseSettings):
@@ -26,6 +28,29 @@ class Settings(BaseSettings):
     log_sample_rate: float = Field(
         1.0, ge=0.0, le=1.0, description="share of predictions written to the prediction log"
     )
+    rate_limit: str | None = Field(
+        None,
+        description="per-client limit such as '100/second', or '20/second;600/minute' for bursts "
+        "of 20 at 10/s on average; off when unset",
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="where the limit's counters live: memory:// (each worker counts on its own) "
+        "or redis://HOST:PORT/DB (shared by every worker and replica)",
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _readable_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_limits(value)
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _known_storage(cls, value: str) -> str:
+        limiter_for(value)
+        return value
 
 
 @lru_cache

@@ -1,0 +1,147 @@
+"""Per-client rate limits (the `limits` library, which slowapi is built on), as ASGI middleware.
+
+A client is its API key when the service has one (hashed: the key never reaches the counters'
+storage), else its address. Every response of a limited route carries the IETF draft fields
+RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset; over the limit the client gets 429 with
+Retry-After. /health and /metrics are never limited: an orchestrator's probe or a scrape must not
+fail because a client is busy. Counters live in the process (each worker then has its own) or,
+with BOSTON_API_RATE_LIMIT_STORAGE=redis://..., in Redis, shared by every worker and replica.
+The moving-window strategy counts each hit's time, so no window ever holds more than the limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+
+import orjson
+from limits import RateLimitItem, parse_many
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UNLIMITED = frozenset({"/health", "/metrics"})
+logger = logging.getLogger(__name__)
+
+
+class RateLimitSettingError(ValueError):
+    """A rate-limit setting the service cannot use; the message names the variable."""
+
+
+def parse_limits(text: str) -> list[RateLimitItem]:
+    """'100/second' or several, ';'-separated ('20/second;600/minute': bursts of 20, 10/s on
+    average). The error names the variable, since that is where the text came from."""
+    try:
+        return list(parse_many(text))
+    except ValueError:
+        raise RateLimitSettingError(
+            f"BOSTON_API_RATE_LIMIT={text!r} is not a rate limit; write it as 'COUNT/UNIT' with "
+            "UNIT one of second, minute, hour, day, several separated by ';' "
+            "(for example '100/second' or '20/second;600/minute')"
+        ) from None
+
+
+def limiter_for(storage: str) -> MovingWindowRateLimiter:
+    """The limiter over `storage`: 'memory://' (per worker) or 'redis://host:port/db' (shared)."""
+    scheme = storage.partition("://")[0]
+    if scheme not in ("memory", "redis", "rediss"):
+        raise RateLimitSettingError(
+            f"BOSTON_API_RATE_LIMIT_STORAGE={storage!r}: use memory:// (each worker counts on "
+            "its own) or redis://HOST:PORT[/DB] (every worker shares the counters)"
+        )
+    options = {} if scheme == "memory" else {"implementation": "redispy"}
+    return MovingWindowRateLimiter(storage_from_string(f"async+{storage}", **options))
+
+
+class RateLimitMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, limits: list[RateLimitItem], limiter: MovingWindowRateLimiter,
+        key_header: str | None, routes: Sequence[BaseRoute],
+    ) -> None:  # fmt: skip
+        """`key_header`: the API key's header when the service has a key, else None; `routes`:
+        the app's, to name the route a refused request was for in the request metrics."""
+        self.app = app
+        self.routes = routes
+        self.limits = limits
+        self.limiter = limiter
+        self.key_header = key_header.lower().encode() if key_header else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED:
+            await self.app(scope, receive, send)
+            return
+        client = self._client(scope)
+        try:
+            verdict = await self._check(client)
+        except Exception:  # an unreachable store must not take the service down
+            logger.exception("rate limit storage failed; letting the request through")
+            await self.app(scope, receive, send)
+            return
+        allowed, item, remaining, reset = verdict
+        headers = [
+            (b"ratelimit-limit", str(item.amount).encode()),
+            (b"ratelimit-remaining", str(remaining).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
+        ]
+        if not allowed:
+            # refused before routing: name the route, so the request metrics count it under it
+            scope["route"] = next(
+                (route for route in self.routes if route.matches(scope)[0] is Match.FULL), None
+            )
+            await _too_many(send, item, reset, headers)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _client(self, scope: Scope) -> str:
+        if self.key_header is not None:
+            for name, value in scope["headers"]:
+                if name == self.key_header:
+                    return "key:" + hashlib.sha256(value).hexdigest()[:32]
+        address = scope.get("client")
+        return f"address:{address[0] if address else 'unknown'}"
+
+    async def _check(self, client: str) -> tuple[bool, RateLimitItem, int, int]:
+        """Hit every limit in turn; the first one exceeded decides. The headers describe the
+        limit that decided, or the tightest one (least remaining) when all allow the request."""
+        tightest: tuple[bool, RateLimitItem, int, int] | None = None
+        now = time.time()
+        for item in self.limits:
+            allowed = await self.limiter.hit(item, client)
+            stats = await self.limiter.get_window_stats(item, client)
+            reset = max(0, math.ceil(stats.reset_time - now))
+            figures = (allowed, item, stats.remaining, reset)
+            if not allowed:
+                return figures
+            if tightest is None or stats.remaining < tightest[2]:
+                tightest = figures
+        assert tightest is not None  # parse_limits never yields no limit
+        return tightest
+
+
+async def _too_many(
+    send: Send, item: RateLimitItem, retry_after: int, headers: list[tuple[bytes, bytes]]
+) -> None:
+    body = orjson.dumps({"detail": f"rate limit exceeded: {item}; retry after {retry_after} s"})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(max(retry_after, 1)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
