@@ -66,7 +66,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             routes=app.router.routes,  # filled in below; the middleware is built at first use
         )
     # added last, so outermost: rate-limited answers get a request id and are counted too
-    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+    )
     # Routes are registered on the app itself: FastAPI (since 0.137) keeps an included router as
     # a node it resolves again on every request, which cost /predict 50-70 us here (README, Speed).
     predict.register(app)

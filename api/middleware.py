@@ -1,12 +1,15 @@
-"""Pure ASGI middleware (no per-request task overhead): request ids, the body cap, HTTP metrics."""
+"""Pure ASGI middleware (no per-request task overhead): request ids, body checks, HTTP metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.observability import Metrics
@@ -14,28 +17,36 @@ from api.observability import Metrics
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_CLIENT_CLOSED = 499  # the client went away before its request was read (nginx's code)
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds {limit} bytes")
-        self.limit = limit
+class BodyRefused(Exception):
+    """The body cannot be taken: too large as it streams in, or too slow to arrive."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
 
 
 class ServiceMiddleware:
-    """Tags each request with an id, caps its body as it streams in, and counts it."""
+    """Tags each request with an id, refuses bodies it cannot read (a media type other than JSON,
+    a compressed encoding, more bytes than the cap, or bytes arriving too slowly), and counts it."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, body_timeout: float
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id, declared_length = _read_headers(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        headers = _read_headers(scope)
+        scope.setdefault("state", {})["request_id"] = request_id = headers.request_id
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -52,42 +63,79 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            if declared_length is not None and declared_length > self.max_body_bytes:
-                await _too_large(send_with_id, self.max_body_bytes)
-            elif declared_length is not None:
-                # the server reads exactly Content-Length bytes, so the check above suffices
-                await self.app(scope, receive, send_with_id)
-            else:  # chunked: only counting the bytes as they arrive can enforce the cap
-                await self.app(scope, self._capped(receive), send_with_id)
-        except BodyTooLarge:
+            refusal = self._refusal(headers) if scope["method"] in _WITH_BODY else None
+            if refusal is not None:
+                await _refuse(send_with_id, refusal)
+            else:
+                await self.app(scope, self._guarded(receive, headers.length), send_with_id)
+        except BodyRefused as refusal:
             if response_started:
                 raise
-            await _too_large(send_with_id, self.max_body_bytes)
+            await _refuse(send_with_id, refusal)
+        except ClientDisconnect:
+            status = _CLIENT_CLOSED  # nobody is left to answer; counted, not an error
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.record_request(
                 route, scope["method"], status, time.perf_counter() - started
             )
 
-    def _capped(self, receive: Receive) -> Receive:
+    def _refusal(self, headers: _Headers) -> BodyRefused | None:
+        if headers.length is not None and headers.length > self.max_body_bytes:
+            return BodyRefused(413, f"request body exceeds {self.max_body_bytes} bytes")
+        if headers.encoding not in (None, "identity"):
+            # never decompressed, so a compression bomb costs nothing
+            return BodyRefused(
+                415, f"Content-Encoding {headers.encoding!r} is not accepted; send the body "
+                "uncompressed (the body cap is on the bytes sent)",
+            )  # fmt: skip
+        if headers.media_type is not None and not _is_json(headers.media_type):
+            return BodyRefused(
+                415, f"Content-Type {headers.media_type!r} is not accepted; send application/json"
+            )
+        return None
+
+    def _guarded(self, receive: Receive, declared_length: int | None) -> Receive:
+        """`receive` while the body streams in: each wait is bounded by what is left of the body's
+        deadline (so a client sending a byte at a time is cut off), and a body without a declared
+        length is counted against the cap (the server reads exactly Content-Length bytes)."""
         received = 0
         limit = self.max_body_bytes
+        timeout = self.body_timeout
+        deadline = time.monotonic() + timeout
+        body_done = False
 
-        async def capped_receive() -> Message:
-            nonlocal received
-            message = await receive()
+        async def guarded_receive() -> Message:
+            nonlocal received, body_done
+            if body_done:  # later waits (for a disconnect) are not the body's
+                return await receive()
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyRefused(408, f"request body not received within {timeout:g} s") from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
+                if declared_length is None:
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise BodyRefused(413, f"request body exceeds {limit} bytes")
             return message
 
-        return capped_receive
+        return guarded_receive
 
 
-def _read_headers(scope: Scope) -> tuple[str, int | None]:
-    """The request id to use (the client's, when it is safe to echo) and the declared length."""
-    request_id, length = "", None
+class _Headers(NamedTuple):
+    request_id: str
+    length: int | None
+    media_type: str | None
+    encoding: str | None
+
+
+def _read_headers(scope: Scope) -> _Headers:
+    """The request id to use (the client's, when it is safe to echo), the declared length, media
+    type and content encoding."""
+    request_id, length, media_type, encoding = "", None, None, None
     for name, value in scope["headers"]:
         if name == _REQUEST_ID_BYTES:
             candidate = str(value.decode("latin-1"))
@@ -98,19 +146,25 @@ def _read_headers(scope: Scope) -> tuple[str, int | None]:
                 length = int(value)
             except ValueError:
                 length = None  # unparseable: count the bytes instead
-    return request_id or uuid.uuid4().hex, length
+        elif name == b"content-type":
+            media_type = value.decode("latin-1").partition(";")[0].strip().lower()
+        elif name == b"content-encoding":
+            encoding = value.decode("latin-1").strip().lower()
+    return _Headers(request_id or uuid.uuid4().hex, length, media_type, encoding)
 
 
-async def _too_large(send: Any, limit: int) -> None:
-    body = b'{"detail":"request body exceeds %d bytes"}' % limit
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+async def _refuse(send: Any, refusal: BodyRefused) -> None:
+    body = orjson.dumps({"detail": refusal.detail})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if refusal.status in (408, 413):
+        # the rest of the body may still be on its way: do not read it as the next request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         2_000_000, ge=1_024, description="request bodies beyond this many bytes get 413"
     )
+    body_timeout: float = Field(
+        10.0, gt=0, description="seconds a client has to send its whole request body (else 408)"
+    )
     log_sink: str = Field(
         "stdout", description="prediction log: 'stdout', 'stderr' or a file path to append to"
     )
