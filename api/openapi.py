@@ -1,4 +1,11 @@
-"""The OpenAPI document: request schemas built from the model card, every status a route answers."""
+"""The OpenAPI document: request schemas built from the model card, every status a route answers.
+
+FastAPI documents what it can see in the handlers; the rest is declared here, in one place: the
+card-built request bodies (the routes read their bodies themselves, for speed), MLflow's four
+scoring formats for /invocations, and the answers the middleware gives before a handler runs
+(408, 413, 415, 429) with their bodies and headers. Schemathesis checks the document against the
+live service (tests/api/test_fuzz.py).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,10 @@ from fastapi.openapi.utils import get_openapi
 
 from api.dependencies import API_KEY_HEADER
 
-_BODY_SCHEMAS = {"/predict": "House", "/predict/batch": "Batch"}
+_BODY_SCHEMAS = {"/predict": "House", "/predict/batch": "Batch", "/invocations": "Invocation"}
+_REF = "#/components/schemas/{model}"
 
-# The body schema comes from the model card (see api.main); the key header is checked in the route.
+# Filled in by openapi() with the card's schemas; the key header is checked in the route.
 PREDICTION_ROUTE: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
     "parameters": [
@@ -23,11 +31,84 @@ PREDICTION_ROUTE: dict[str, Any] = {
             "description": "required when the service is configured with BOSTON_API_API_KEY",
         }
     ],
-    "responses": {
-        "401": {"description": "missing or wrong API key"},
-        "413": {"description": "request body too large"},
-        "503": {"description": "no model loaded; the detail says why"},
+}
+
+_PROBLEM = {
+    "type": "object",
+    "properties": {"detail": {"type": "string", "description": "what was wrong, in words"}},
+    "required": ["detail"],
+}
+_VALIDATION_PROBLEM = {
+    "type": "object",
+    "properties": {
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                        "description": "where: 'body', then the key, row and field",
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                    "input": {"description": "the value that was refused"},
+                },
+                "required": ["loc", "msg", "type"],
+            },
+        }
     },
+    "required": ["detail"],
+}
+_PREDICTIONS = {
+    "type": "object",
+    "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
+    "required": ["predictions"],
+    "description": "MEDV ($1000s) per row, in the order sent, as `mlflow models serve` answers",
+}
+_RATE_HEADERS = {
+    "RateLimit-Limit": "requests allowed in the window of the limit that decided",
+    "RateLimit-Remaining": "requests left in that window",
+    "RateLimit-Reset": "seconds until that window frees a request",
+}
+
+
+def _answer(description: str, schema: str, **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model=schema)}}},
+    }
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "integer"}}
+            for name, text in headers.items()
+        }
+    return answer
+
+
+_RATE_LIMITED = _answer(
+    "over the client's rate limit (when BOSTON_API_RATE_LIMIT is set)",
+    "Problem",
+    **{"Retry-After": "seconds to wait before trying again"},
+    **_RATE_HEADERS,
+)
+_NOT_READY = _answer("no model loaded; the detail says why", "Problem")
+# what each kind of route can answer besides its 200
+_PREDICTION_ANSWERS = {
+    "401": _answer("missing or wrong API key (when BOSTON_API_API_KEY is set)", "Problem"),
+    "408": _answer("the body did not arrive within BOSTON_API_BODY_TIMEOUT seconds", "Problem"),
+    "413": _answer("the body exceeds BOSTON_API_MAX_BODY_BYTES", "Problem"),
+    "415": _answer("a Content-Type other than JSON, or a compressed body", "Problem"),
+    "422": _answer("the body is not valid JSON or breaks the contract", "ValidationProblem"),
+    "429": _RATE_LIMITED,
+    "503": _NOT_READY,
+}
+_ROUTE_ANSWERS = {
+    ("/predict", "post"): _PREDICTION_ANSWERS,
+    ("/predict/batch", "post"): _PREDICTION_ANSWERS,
+    ("/invocations", "post"): _PREDICTION_ANSWERS,
+    ("/model", "get"): {"429": _RATE_LIMITED, "503": _NOT_READY},
 }
 
 
@@ -37,16 +118,82 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(
+        Problem=_PROBLEM, ValidationProblem=_VALIDATION_PROBLEM, Predictions=_PREDICTIONS
+    )
+    for (path, method), answers in _ROUTE_ANSWERS.items():
+        responses = schema["paths"][path][method]["responses"]
+        responses.update(answers)
+    invocation = schema["paths"]["/invocations"]["post"]["responses"]["200"]
+    predictions = {"$ref": _REF.format(model="Predictions")}
+    invocation["content"] = {"application/json": {"schema": predictions}}
     runtime = getattr(app.state, "runtime", None)
     if runtime is None or runtime.house is None or runtime.batch is None:
         return schema  # no card yet: documented without request schemas, and not cached
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name, validator in (("House", runtime.house), ("Batch", runtime.batch)):
-        body = validator.json_schema(ref_template="#/components/schemas/{model}")
+        body = validator.json_schema(ref_template=_REF)
         components.update(body.pop("$defs", {}))
         components[name] = body
+    components["Invocation"] = _invocation(components["House"], runtime.settings.max_batch_rows)
     for path, name in _BODY_SCHEMAS.items():
         content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-        content["schema"] = {"$ref": f"#/components/schemas/{name}"}
+        content["schema"] = {"$ref": _REF.format(model=name)}
     app.openapi_schema = schema
     return schema
+
+
+def _invocation(house: dict[str, Any], max_rows: int) -> dict[str, Any]:
+    """MLflow's scoring body: exactly one of its four formats, rows as the card's houses."""
+    records = {"type": "array", "items": {"$ref": _REF.format(model="House")}, "minItems": 1,
+               "maxItems": max_rows}  # fmt: skip
+    # column-wise: each feature a list of its values, every list as long as the others
+    columns = {
+        "type": "object",
+        "properties": {
+            name: {"type": "array", "items": feature, "minItems": 1, "maxItems": max_rows}
+            for name, feature in house["properties"].items()
+        },
+        "required": house.get("required", []),
+        "additionalProperties": False,
+    }
+    split = {
+        "type": "object",
+        "properties": {
+            "columns": {
+                "type": "array",
+                "items": {"enum": list(house["properties"])},
+                "uniqueItems": True,
+            },
+            "data": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": ["number", "null"]}},
+                "minItems": 1,
+                "maxItems": max_rows,
+                "description": "rows, each with one value per column, in the columns' order",
+            },
+            "index": {"type": "array"},
+        },
+        "required": ["columns", "data"],
+        "additionalProperties": False,
+    }
+    formats = {
+        "dataframe_split": split,
+        "dataframe_records": records,
+        "instances": {"anyOf": [records, columns]},
+        "inputs": {"anyOf": [records, columns]},
+    }
+    return {
+        "title": "Invocation",
+        "description": "one of MLflow's scoring formats (as `mlflow models serve` takes them)",
+        "oneOf": [
+            {
+                "type": "object",
+                "title": key,
+                "properties": {key: body, "params": {"type": "object"}},
+                "required": [key],
+                "additionalProperties": False,
+            }
+            for key, body in formats.items()
+        ],
+    }
