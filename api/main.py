@@ -19,6 +19,7 @@ from api.docs import add_offline_docs
 from api.middleware import ServiceMiddleware
 from api.observability import Metrics, PredictionLog
 from api.openapi import openapi
+from api.overload import LoopLag
 from api.ratelimit import RateLimitMiddleware, limiter_for, parse_limits
 from api.routes import predict, service
 from api.runtime import Runtime
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     metrics = Metrics(multiprocess.directory())
+    lag = LoopLag()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,7 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runtime = runtime
         app.openapi_schema = None  # rebuilt with the card's schemas on first request
         try:
-            yield
+            async with lag.watching():
+                yield
         finally:
             log.close()
             metrics.close()
@@ -71,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
+        lag=lag,
+        shed_lag=settings.shed_lag_ms / 1000,
     )
     # Routes are registered on the app itself: FastAPI (since 0.137) keeps an included router as
     # a node it resolves again on every request, which cost /predict 50-70 us here (README, Speed).

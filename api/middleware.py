@@ -13,16 +13,19 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.observability import Metrics
+from api.overload import LoopLag
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_VITAL = frozenset({"/health", "/metrics"})  # never shed
 _CLIENT_CLOSED = 499  # the client went away before its request was read (nginx's code)
 
 
-class BodyRefused(Exception):
-    """The body cannot be taken: too large as it streams in, or too slow to arrive."""
+class Refusal(Exception):
+    """The request is answered without the app: its body is too large, too slow, of another
+    media type or encoding, or the worker is too far behind to start it soon."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -34,12 +37,22 @@ class ServiceMiddleware:
     a compressed encoding, more bytes than the cap, or bytes arriving too slowly), and counts it."""
 
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, body_timeout: float
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        body_timeout: float,
+        lag: LoopLag,
+        shed_lag: float,
     ) -> None:
+        """`shed_lag`: seconds of event-loop lag past which requests are shed (0: never)."""
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
+        self.lag = lag
+        self.shed_lag = shed_lag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,11 +77,14 @@ class ServiceMiddleware:
 
         try:
             refusal = self._refusal(headers) if scope["method"] in _WITH_BODY else None
-            if refusal is not None:
+            if self.shed_lag and self.lag.seconds > self.shed_lag and scope["path"] not in _VITAL:
+                # a probe or a scrape still gets through: a busy worker is not a dead one
+                await _refuse(send_with_id, Refusal(503, _overloaded(self.lag.seconds)))
+            elif refusal is not None:
                 await _refuse(send_with_id, refusal)
             else:
                 await self.app(scope, self._guarded(receive, headers.length), send_with_id)
-        except BodyRefused as refusal:
+        except Refusal as refusal:
             if response_started:
                 raise
             await _refuse(send_with_id, refusal)
@@ -80,17 +96,17 @@ class ServiceMiddleware:
                 route, scope["method"], status, time.perf_counter() - started
             )
 
-    def _refusal(self, headers: _Headers) -> BodyRefused | None:
+    def _refusal(self, headers: _Headers) -> Refusal | None:
         if headers.length is not None and headers.length > self.max_body_bytes:
-            return BodyRefused(413, f"request body exceeds {self.max_body_bytes} bytes")
+            return Refusal(413, f"request body exceeds {self.max_body_bytes} bytes")
         if headers.encoding not in (None, "identity"):
             # never decompressed, so a compression bomb costs nothing
-            return BodyRefused(
+            return Refusal(
                 415, f"Content-Encoding {headers.encoding!r} is not accepted; send the body "
                 "uncompressed (the body cap is on the bytes sent)",
             )  # fmt: skip
         if headers.media_type is not None and not _is_json(headers.media_type):
-            return BodyRefused(
+            return Refusal(
                 415, f"Content-Type {headers.media_type!r} is not accepted; send application/json"
             )
         return None
@@ -113,13 +129,13 @@ class ServiceMiddleware:
                 async with asyncio.timeout(deadline - time.monotonic()):
                     message = await receive()
             except TimeoutError:
-                raise BodyRefused(408, f"request body not received within {timeout:g} s") from None
+                raise Refusal(408, f"request body not received within {timeout:g} s") from None
             if message["type"] == "http.request":
                 body_done = not message.get("more_body", False)
                 if declared_length is None:
                     received += len(message.get("body", b""))
                     if received > limit:
-                        raise BodyRefused(413, f"request body exceeds {limit} bytes")
+                        raise Refusal(413, f"request body exceeds {limit} bytes")
             return message
 
         return guarded_receive
@@ -153,16 +169,22 @@ def _read_headers(scope: Scope) -> _Headers:
     return _Headers(request_id or uuid.uuid4().hex, length, media_type, encoding)
 
 
+def _overloaded(lag: float) -> str:
+    return f"overloaded: requests wait {lag * 1000:.0f} ms to start; retry after 1 s"
+
+
 def _is_json(media_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")
 
 
-async def _refuse(send: Any, refusal: BodyRefused) -> None:
+async def _refuse(send: Any, refusal: Refusal) -> None:
     body = orjson.dumps({"detail": refusal.detail})
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
+    if refusal.status == 503:
+        headers.append((b"retry-after", b"1"))
     if refusal.status in (408, 413):
         # the rest of the body may still be on its way: do not read it as the next request
         headers.append((b"connection", b"close"))

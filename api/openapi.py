@@ -93,7 +93,12 @@ _RATE_LIMITED = _answer(
     **{"Retry-After": "seconds to wait before trying again"},
     **_RATE_HEADERS,
 )
-_NOT_READY = _answer("no model loaded; the detail says why", "Problem")
+_NOT_READY = _answer(
+    "no model loaded, or the worker too far behind to start the request soon (then with "
+    "Retry-After); the detail says which",
+    "Problem",
+    **{"Retry-After": "seconds to wait before trying again (when overloaded)"},
+)
 # what each kind of route can answer besides its 200
 _PREDICTION_ANSWERS = {
     "401": _answer("missing or wrong API key (when BOSTON_API_API_KEY is set)", "Problem"),
