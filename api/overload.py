@@ -24,10 +24,14 @@ class LoopLag:
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
+        previous = 0.0
         while True:
             started = loop.time()
             await asyncio.sleep(_INTERVAL)
-            self.seconds = max(0.0, loop.time() - started - _INTERVAL)
+            late = max(0.0, loop.time() - started - _INTERVAL)
+            # the lesser of two wakes in a row: one late wake is a stall (a collection, the core
+            # lent to another process) that is already over; a queue makes every wake late
+            self.seconds, previous = min(late, previous), late
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[None]:

@@ -61,11 +61,18 @@ def test_the_watch_measures_a_blocked_loop() -> None:
     async def block_then_read() -> float:
         async with lag.watching():
             await asyncio.sleep(0.05)  # the watch is running
-            threading.Event().wait(0.3)  # a handler that holds the loop for 300 ms
-            await asyncio.sleep(0.001)  # the watch wakes, late (next wake 5 ms on)
-            return lag.seconds
+            threading.Event().wait(0.3)  # a stall: one handler holds the loop for 300 ms
+            await asyncio.sleep(0.001)  # the watch wakes, late (its next wake is 5 ms on)
+            after_a_stall = lag.seconds
+            for _ in range(2):  # a queue: the loop held again before each next wake
+                await asyncio.sleep(0.001)
+                threading.Event().wait(0.3)
+            await asyncio.sleep(0.001)
+            return after_a_stall, lag.seconds
 
-    assert 0.2 < asyncio.run(block_then_read()) < 1.0
+    after_a_stall, behind_a_queue = asyncio.run(block_then_read())
+    assert after_a_stall < 0.05  # one late wake is not a queue
+    assert 0.2 < behind_a_queue < 1.0
     assert lag.seconds == 0.0  # not watching: no figure
 
 
