@@ -81,10 +81,10 @@ lock: venv
 	uv pip compile api/requirements.in --constraint requirements.lock --generate-hashes \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet -o api/requirements.txt
 
-## serve: run the API on http://127.0.0.1:8000 (docs at /docs)
+## serve: the API on http://127.0.0.1:8000 (docs at /docs) via python -m api; WEB_CONCURRENCY=2: two workers
 .PHONY: serve
 serve: venv
-	uvicorn api.main:app --host 127.0.0.1 --port 8000
+	python -m api
 
 ## mlflow-ui: browse every run, its params, metrics and model (http://127.0.0.1:5000)
 .PHONY: mlflow-ui
@@ -100,6 +100,12 @@ tune-compare: venv
 .PHONY: benchmark
 benchmark: venv
 	python -m tools.benchmark
+
+## loadtest: two workers at saturation for 60 s, then a 512-connection flood; LOADTEST_ARGS="--seconds 20" for less
+.PHONY: loadtest
+loadtest: venv
+	bash tools/system_packages.sh wrk
+	python -m tools.loadtest $(LOADTEST_ARGS)
 
 ## monitor: drift report of a prediction log (LOG=path, .gz allowed) against the model's reference
 .PHONY: monitor

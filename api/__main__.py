@@ -1,0 +1,188 @@
+"""`python -m api`: the service under uvicorn, configured from the environment.
+
+The container's CMD and `make serve` both start the service this way, so both get the same worker
+count, in-flight cap and shutdown bound. uvicorn runs in this process: with several workers this
+process is their supervisor, so the SIGTERM of `docker stop` reaches it and it drains them.
+(Plain `uvicorn api.main:app --workers 2` still works; it just takes these values from its flags.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+APP = "api.main:app"
+Loop = Literal["asyncio", "uvloop", "auto"]
+_LOOPS: dict[str, Loop] = {"asyncio": "asyncio", "uvloop": "uvloop", "auto": "auto"}
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How uvicorn is started; each field comes from the variable named in VARIABLES."""
+
+    host: str
+    port: int
+    workers: int
+    limit_concurrency: int
+    loop: Loop
+    timeout_graceful_shutdown: int
+    timeout_keep_alive: int
+
+
+# variable, default, what it sets: printed by `python -m api --help` and documented in the README.
+VARIABLES: dict[str, tuple[str, str, str]] = {
+    "host": ("BOSTON_API_HOST", "127.0.0.1", "address to bind (the container sets 0.0.0.0)"),
+    "port": ("BOSTON_API_PORT", "8000", "port to bind"),
+    "workers": ("WEB_CONCURRENCY", "1", "worker processes (about one per core)"),
+    # Per worker, and uvicorn counts open connections as well as running requests. Overload is
+    # shed by the app itself (BOSTON_API_SHED_LAG_MS: 503 with Retry-After, the connection kept);
+    # this cap is the last guard, against running out of file descriptors. uvicorn's own 503
+    # carries no Retry-After, closes the connection and logs a warning each time: with the cap
+    # at 64 a flood of 512 connections left /predict 10% of its capacity, where shedding by lag
+    # kept 63-80% (README, Load).
+    "limit_concurrency": (
+        "BOSTON_API_LIMIT_CONCURRENCY",
+        "1000",
+        "connections plus requests in flight per worker; beyond it uvicorn answers 503 at once",
+    ),
+    # docker stop sends SIGKILL 10 s after SIGTERM: 5 s of draining plus the lifespan shutdown
+    # ends well before that, and is 30 times the slowest legitimate request (10,000 rows).
+    "timeout_graceful_shutdown": (
+        "BOSTON_API_TIMEOUT_GRACEFUL_SHUTDOWN",
+        "5",
+        "seconds a worker keeps finishing accepted requests after SIGTERM before cancelling them",
+    ),
+    # uvloop (uvicorn's choice when installed) accepts new connections slowly while busy: under a
+    # flood they waited up to 5 s in the kernel's accept queue, so clients timed out instead of
+    # getting the cap's 503. The asyncio loop takes them in at once, so the flood got its 503s
+    # and no timeouts, and it served /predict as fast within this machine's noise (README, Load).
+    "loop": (
+        "BOSTON_API_LOOP",
+        "asyncio",
+        "event loop: asyncio, uvloop or auto (uvloop if installed)",
+    ),
+    "timeout_keep_alive": (
+        "BOSTON_API_TIMEOUT_KEEP_ALIVE",
+        "5",
+        "seconds an idle keep-alive connection stays open (above a proxy's idle timeout)",
+    ),
+}
+
+
+class LaunchError(ValueError):
+    """A launch variable the operator set to something unusable; the message names it."""
+
+
+def from_environment(env: Mapping[str, str]) -> Launch:
+    def whole(field: str, minimum: int, maximum: int | None = None) -> int:
+        name, default, _ = VARIABLES[field]
+        raw = env.get(name, "").strip() or default
+        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1  # reported below, with the same message as a value out of range
+        if value < minimum or (maximum is not None and value > maximum):
+            raise LaunchError(f"{name} must be a whole number {bound}, got {raw!r}")
+        return value
+
+    host_name, host_default, _ = VARIABLES["host"]
+    host = env.get(host_name, "").strip() or host_default
+    if any(character.isspace() for character in host):
+        raise LaunchError(f"{host_name} must be an address or host name, got {host!r}")
+    loop_name, loop_default, _ = VARIABLES["loop"]
+    raw_loop = env.get(loop_name, "").strip() or loop_default
+    loop = _LOOPS.get(raw_loop)
+    if loop is None:
+        raise LaunchError(f"{loop_name} must be asyncio, uvloop or auto, got {raw_loop!r}")
+    return Launch(
+        host=host,
+        port=whole("port", 1, 65_535),
+        workers=whole("workers", 1),
+        limit_concurrency=whole("limit_concurrency", 1),
+        loop=loop,
+        timeout_graceful_shutdown=whole("timeout_graceful_shutdown", 0),
+        timeout_keep_alive=whole("timeout_keep_alive", 1),
+    )
+
+
+def _help() -> str:
+    rows = [
+        f"  {name} (default {default}): {meaning}" for name, default, meaning in VARIABLES.values()
+    ]
+    return (
+        "environment variables:\n"
+        + "\n".join(rows)
+        + ("\n  BOSTON_API_*: the service's own settings (model folder, API key, ...; see README)")
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m api",
+        description="Serve the model API under uvicorn, configured from the environment.",
+        epilog=_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    try:
+        launch = from_environment(os.environ)
+    except LaunchError as error:
+        sys.exit(f"python -m api: {error}")
+    serve(launch)
+
+
+def _tcp_socket(config: uvicorn.Config) -> socket.socket:
+    """The shared listening socket of several workers, bound by uvicorn, with its proto stated.
+
+    uvicorn binds it with proto 0; accepted sockets inherit that, and asyncio enables TCP_NODELAY
+    only when proto is IPPROTO_TCP, so Nagle's algorithm held each keep-alive response ~40 ms
+    (two asyncio workers served 180 requests/s, one served 3,500). uvicorn issue 3149.
+    """
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
+        return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, sock.detach())
+    return sock
+
+
+def serve(launch: Launch) -> None:
+    """What uvicorn.run does: a supervisor of several workers, else one server in this process.
+
+    Not uvicorn.run itself, which binds the workers' socket without stating it is TCP (above).
+    The Config is uvicorn's own class: the spawned workers unpickle it, and they cannot import
+    this module by name (multiprocessing does not re-run a package's __main__ in its children).
+    """
+    config = uvicorn.Config(
+        APP,
+        host=launch.host,
+        port=launch.port,
+        workers=launch.workers,
+        limit_concurrency=launch.limit_concurrency,
+        loop=launch.loop,
+        timeout_graceful_shutdown=launch.timeout_graceful_shutdown,
+        timeout_keep_alive=launch.timeout_keep_alive,
+    )
+    if config.workers > 1:
+        sock = _tcp_socket(config)
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        finally:
+            sock.close()
+        return
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+if __name__ == "__main__":
+    main()
