@@ -1,22 +1,30 @@
 """Prediction routes: one house, a batch, and MLflow's /invocations scoring protocol.
 
-Bodies are validated straight from bytes by the card-built schema (pydantic-core parses the JSON
-itself); together with the fast path in api/fast_path.py this keeps /predict's cost per request
-within about twice that of an empty FastAPI endpoint (see README, Speed).
+Row-shaped bodies are validated straight from bytes by the card-built schema (pydantic-core parses
+the JSON itself); with the fast path in api/fast_path.py this keeps /predict's own cost per request
+small beside the web stack's (see README, Speed). Columnar bodies
+(`dataframe_split`, column-wise `inputs`/`instances`) are validated column by column in numpy
+(api/columnar.py), with the row schema's own messages. A key repeated in an object is a 422
+naming it (api/parsing.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from enum import Enum
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import anyio
+import numpy as np
 import orjson
 from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
+from api import parsing
+from api.columnar import ColumnarValidator, Records, Table, TableInvalid
 from api.dependencies import authorise, serving
 from api.model_store import ServedModel
 from api.openapi import PREDICTION_ROUTE as _OPENAPI
@@ -49,7 +57,10 @@ async def predict(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     model = serving(runtime)
     assert runtime.house is not None  # set whenever a model is loaded
-    values = _validate(runtime.house, await request.body())
+    body = await request.body()
+    values = _validate(runtime.house, body)
+    if parsing.may_hide_duplicates(body, len(values)):
+        _refuse_duplicates(body)
     matrix = model.matrix([values])
     prediction = model.predict_one(matrix[0])
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -74,11 +85,57 @@ async def predict_batch(request: Request, background: BackgroundTasks) -> Respon
     runtime: Runtime = request.app.state.runtime
     model = serving(runtime)
     assert runtime.batch is not None
-    rows = _validate(runtime.batch, await request.body())["rows"]
+    body = await request.body()
+    extra = {"model_version": model.version, "ignored_inputs": runtime.ignored_inputs}
+    fast = _uniform_batch(body, model, runtime)
+    if fast is not None:
+        matrix, sent = fast
+        return await _respond(
+            request, model, runtime, background, matrix, sent, started, route="/predict/batch",
+            extra=extra,
+        )  # fmt: skip
+    rows = _validate(runtime.batch, body)["rows"]
+    if parsing.may_hide_duplicates(body, 1 + sum(map(len, rows))):
+        _refuse_duplicates(body)
     return await _respond(
-        request, model, runtime, background, rows, started, route="/predict/batch",
-        extra={"model_version": model.version, "ignored_inputs": runtime.ignored_inputs},
+        request, model, runtime, background, model.matrix(rows), rows, started,
+        route="/predict/batch", extra=extra,
     )  # fmt: skip
+
+
+def _uniform_batch(
+    body: bytes, model: ServedModel, runtime: Runtime
+) -> tuple[np.ndarray, list[Row]] | None:
+    """The common batch, `{"rows": [...]}` whose rows all name the same fields in the same order,
+    checked column-wise as a table: the matrix and the rows as sent, or None when the row schema
+    must decide (anything else, and every invalid batch, so its 422 is the row schema's own)."""
+    try:
+        payload = orjson.loads(body)  # NaN, Infinity or a huge integer: the row schema words it
+    except ValueError:
+        return None
+    rows = payload.get("rows") if isinstance(payload, dict) and len(payload) == 1 else None
+    if not isinstance(rows, list) or not rows or len(rows) > runtime.settings.max_batch_rows:
+        return None
+    if set(map(type, rows)) != {dict}:
+        return None
+    shapes = set(map(tuple, rows))
+    if len(shapes) != 1:
+        return None
+    (columns,) = shapes
+    if not columns:
+        return None
+    # itemgetter of one name gives the value itself, of several a tuple: one row of the table
+    take = itemgetter(*columns)
+    values = list(map(take, rows)) if len(columns) > 1 else [(take(row),) for row in rows]
+    assert runtime.house is not None  # set whenever a model is loaded
+    try:
+        matrix = _columnar(model, runtime.house).matrix(Table(list(columns), values, by_row=True))
+    except TableInvalid:
+        return None
+    # valid rows hold numbers and contract names only: one colon per key, unless one is repeated
+    if matrix is None or parsing.may_hide_duplicates(body, 1 + len(rows) * len(columns)):
+        return None
+    return matrix, rows
 
 
 async def invocations(request: Request, background: BackgroundTasks) -> Response:
@@ -90,16 +147,45 @@ async def invocations(request: Request, background: BackgroundTasks) -> Response
     model = serving(runtime)
     assert runtime.batch is not None
     try:
-        payload = orjson.loads(await request.body())
+        payload = parsing.parse(await request.body())
+    except parsing.DuplicateKey as duplicate:
+        raise RequestValidationError([duplicate.error()]) from None
     except ValueError as error:
         raise _invalid(("body",), f"body is not valid JSON: {error}", "json_invalid") from None
-    key, records = _mlflow_records(payload)
-    if len(records) > runtime.settings.max_batch_rows:
+    key, body = _mlflow_body(payload)
+    if len(body) > runtime.settings.max_batch_rows:
         raise _invalid(
             ("body", key), f"at most {runtime.settings.max_batch_rows} rows per request", "too_long"
         )
-    rows = _validate_python(runtime.batch, {"rows": records}, key)["rows"]
-    return await _respond(request, model, runtime, background, rows, started, route="/invocations")
+    if isinstance(body, Table):
+        assert runtime.house is not None  # set whenever a model is loaded
+        try:
+            matrix = _columnar(model, runtime.house).matrix(body)
+        except TableInvalid as invalid:
+            raise RequestValidationError(_prefixed(invalid.errors, ("body", key))) from None
+        if matrix is not None:
+            return await _respond(
+                request, model, runtime, background, matrix, Records(body), started,
+                route="/invocations",
+            )  # fmt: skip
+        body = list(Records(body))  # what the columnar check leaves to the row schema
+    rows = _validate_python(runtime.batch, {"rows": body}, key)["rows"]
+    return await _respond(
+        request, model, runtime, background, model.matrix(rows), rows, started,
+        route="/invocations",
+    )  # fmt: skip
+
+
+# One column-wise validator per served model, built on first use from the same card (and the same
+# row schema, for its messages) as runtime.house; a reloaded model gets its own.
+_columnar_for: tuple[ServedModel, ColumnarValidator] | None = None
+
+
+def _columnar(model: ServedModel, house: TypeAdapter[Row]) -> ColumnarValidator:
+    global _columnar_for
+    if _columnar_for is None or _columnar_for[0] is not model:
+        _columnar_for = (model, ColumnarValidator(model.card, house, model.inputs))
+    return _columnar_for[1]
 
 
 async def _respond(
@@ -107,13 +193,13 @@ async def _respond(
     model: ServedModel,
     runtime: Runtime,
     background: BackgroundTasks,
-    rows: list[Row],
+    matrix: np.ndarray,
+    rows: Sequence[Row],
     started: float,
     *,
     route: str,
     extra: dict[str, Any] | None = None,
 ) -> Response:
-    matrix = model.matrix(rows)
     # A large batch would hold the event loop; scoring it in a worker thread keeps /health live.
     predictions = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -142,7 +228,16 @@ def _validate(schema: TypeAdapter[_T], body: bytes) -> _T:
     try:
         return schema.validate_json(body)
     except ValidationError as error:
+        # a repeated key explains the body better than what its last value broke
+        _refuse_duplicates(body)
         raise RequestValidationError(_errors(error, ("body",))) from None
+
+
+def _refuse_duplicates(body: bytes) -> None:
+    try:
+        parsing.check_duplicates(body)
+    except parsing.DuplicateKey as duplicate:
+        raise RequestValidationError([duplicate.error()]) from None
 
 
 def _validate_python(schema: TypeAdapter[_T], data: Any, key: str) -> _T:
@@ -151,6 +246,10 @@ def _validate_python(schema: TypeAdapter[_T], data: Any, key: str) -> _T:
     except ValidationError as error:
         # loc ("rows", i, field) -> ("body", key, i, field): name the part the client sent
         raise RequestValidationError(_errors(error, ("body", key), drop=1)) from None
+
+
+def _prefixed(errors: list[dict[str, Any]], prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    return [{**item, "loc": [*prefix, *item["loc"]]} for item in errors]
 
 
 def _errors(
@@ -167,8 +266,9 @@ def _invalid(loc: tuple[str | int, ...], msg: str, kind: str) -> RequestValidati
     return RequestValidationError([{"loc": list(loc), "msg": msg, "type": kind}])
 
 
-def _mlflow_records(payload: Any) -> tuple[str, list[Any]]:
-    """Turn any of MLflow's input formats into a list of records (dicts)."""
+def _mlflow_body(payload: Any) -> tuple[str, Table | list[Any]]:
+    """Which of MLflow's input formats the body uses, and its rows: a Table for the columnar
+    formats (checked column-wise), a list of records for the others (checked row by row)."""
     keys = sorted(set(payload) & set(MLFLOW_FORMATS)) if isinstance(payload, dict) else []
     unknown = (
         sorted(set(payload) - {*MLFLOW_FORMATS, "params"}) if isinstance(payload, dict) else []
@@ -181,39 +281,67 @@ def _mlflow_records(payload: Any) -> tuple[str, list[Any]]:
             "value_error",
         )
     key = keys[0]
+    if not isinstance(payload.get("params", {}), dict):
+        raise _invalid(
+            ("body", "params"), "must be an object (MLflow's inference parameters)", "dict_type"
+        )
     data = payload[key]
     if key == "dataframe_split":
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("columns"), list)
-            or not isinstance(data.get("data"), list)
-        ):
-            raise _invalid(
-                ("body", key), "needs 'columns' (list) and 'data' (list of rows)", "value_error"
-            )
-        columns = data["columns"]
-        records = []
-        for index, row in enumerate(data["data"]):
-            if not isinstance(row, list) or len(row) != len(columns):
-                raise _invalid(
-                    ("body", key, "data", index),
-                    f"row must be a list of {len(columns)} values, one per column",
-                    "value_error",
-                )
-            records.append(dict(zip(columns, row, strict=True)))
-        return key, records
+        return key, _split_table(data, key)
     if isinstance(data, dict) and key in ("instances", "inputs"):
-        return key, _columns_to_records(data, key)
+        return key, _column_table(data, key)
     if not isinstance(data, list):
         raise _invalid(("body", key), "must be a list of records", "value_error")
     return key, data
 
 
-def _columns_to_records(columns: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def _split_table(data: Any, key: str) -> Table:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("columns"), list)
+        or not isinstance(data.get("data"), list)
+    ):
+        raise _invalid(
+            ("body", key), "needs 'columns' (list) and 'data' (list of rows)", "value_error"
+        )
+    unknown = sorted(set(data) - {"columns", "data", "index"})
+    if unknown:
+        raise _invalid(
+            ("body", key),
+            f"unknown keys {unknown}; a split frame has 'columns', 'data' and 'index'",
+            "value_error",
+        )
+    if not isinstance(data.get("index", []), list):
+        raise _invalid(("body", key, "index"), "must be a list", "list_type")
+    columns: list[Any] = data["columns"]
+    seen: set[str] = set()
+    for index, name in enumerate(columns):
+        if not isinstance(name, str):
+            raise _invalid(
+                ("body", key, "columns", index), "column names must be strings", "value_error"
+            )
+        if name in seen:
+            # as for a key repeated in a record: which of the two values was meant is unknown
+            raise _invalid(
+                ("body", key, "columns", index), f"duplicate column {name!r}", "duplicate_key"
+            )
+        seen.add(name)
+    rows: list[Any] = data["data"]
+    width = len(columns)
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != width:
+            raise _invalid(
+                ("body", key, "data", index),
+                f"row must be a list of {width} values, one per column",
+                "value_error",
+            )
+    return Table(columns, rows, by_row=True)
+
+
+def _column_table(columns: dict[str, Any], key: str) -> Table:
     lengths = {len(v) if isinstance(v, list) else -1 for v in columns.values()}
     if len(lengths) != 1 or -1 in lengths:
         raise _invalid(
             ("body", key), "columnar input needs equal-length lists per column", "value_error"
         )
-    (length,) = lengths
-    return [{name: values[i] for name, values in columns.items()} for i in range(length)]
+    return Table(list(columns), list(columns.values()), by_row=False)

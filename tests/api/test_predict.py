@@ -170,6 +170,15 @@ def test_invocations_accepts_every_mlflow_format(client: TestClient, fmt: str) -
         ),
         ({"inputs": {"RM": [6.0], "ZN": [1.0, 2.0]}}, ["body", "inputs"]),
         ({"instances": "house"}, ["body", "instances"]),
+        ({"instances": [FIRST_TRACT], "params": [None]}, ["body", "params"]),
+        (
+            {"dataframe_split": {"columns": ["RM"], "data": [[6.0]], "rows": 1}},
+            ["body", "dataframe_split"],
+        ),
+        (
+            {"dataframe_split": {"columns": ["RM"], "data": [[6.0]], "index": 0}},
+            ["body", "dataframe_split", "index"],
+        ),
     ],
 )  # fmt: skip
 def test_invocations_errors_name_the_part_at_fault(

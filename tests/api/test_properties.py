@@ -110,3 +110,21 @@ def test_invocations_agrees_with_predict(
 
 def test_the_documented_example_names_every_contract_column() -> None:
     assert set(FIRST_TRACT) == set(NAMES)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    columns=st.lists(st.sampled_from(NAMES) | ANY_JSON, max_size=4),
+    data=st.lists(st.lists(FIELD_VALUE, max_size=4) | ANY_JSON, max_size=4) | ANY_JSON,
+    by_column=st.dictionaries(st.sampled_from(NAMES) | st.text(max_size=4), ANY_JSON, max_size=4),
+)
+def test_no_columnar_body_causes_a_server_error(
+    client: TestClient, columns: list[Any], data: Any, by_column: dict[str, Any]
+) -> None:
+    # the column-wise check (api/columnar.py) sees these shapes; none may get past it as a 5xx
+    for payload in (
+        {"dataframe_split": {"columns": columns, "data": data}},
+        {"inputs": by_column},
+        {"instances": by_column},
+    ):
+        assert _post(client, "/invocations", payload).status_code in (200, 422)
