@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
-import uuid
 from typing import Any, NamedTuple
 
 import orjson
@@ -19,6 +19,7 @@ REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_JSON = "application/json"
 _VITAL = frozenset({"/health", "/metrics"})  # never shed
 _CLIENT_CLOSED = 499  # the client went away before its request was read (nginx's code)
 
@@ -83,7 +84,16 @@ class ServiceMiddleware:
             elif refusal is not None:
                 await _refuse(send_with_id, refusal)
             else:
-                await self.app(scope, self._guarded(receive, headers.length), send_with_id)
+                guard = _BodyGuard(receive, headers.length, self.max_body_bytes, self.body_timeout)
+                try:
+                    await self.app(scope, guard, send_with_id)
+                except asyncio.CancelledError:
+                    if not guard.expired:
+                        raise
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                    raise guard.late() from None
+                finally:
+                    guard.close()
         except Refusal as refusal:
             if response_started:
                 raise
@@ -111,34 +121,57 @@ class ServiceMiddleware:
             )
         return None
 
-    def _guarded(self, receive: Receive, declared_length: int | None) -> Receive:
-        """`receive` while the body streams in: each wait is bounded by what is left of the body's
-        deadline (so a client sending a byte at a time is cut off), and a body without a declared
-        length is counted against the cap (the server reads exactly Content-Length bytes)."""
-        received = 0
-        limit = self.max_body_bytes
-        timeout = self.body_timeout
-        deadline = time.monotonic() + timeout
-        body_done = False
 
-        async def guarded_receive() -> Message:
-            nonlocal received, body_done
-            if body_done:  # later waits (for a disconnect) are not the body's
-                return await receive()
-            try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    message = await receive()
-            except TimeoutError:
-                raise Refusal(408, f"request body not received within {timeout:g} s") from None
-            if message["type"] == "http.request":
-                body_done = not message.get("more_body", False)
-                if declared_length is None:
-                    received += len(message.get("body", b""))
-                    if received > limit:
-                        raise Refusal(413, f"request body exceeds {limit} bytes")
-            return message
+class _BodyGuard:
+    """`receive` while the body streams in: the whole body must arrive before its deadline (a
+    client sending a byte at a time is cut off), and a body without a declared length is counted
+    against the cap (the server reads exactly Content-Length bytes).
 
-        return guarded_receive
+    The deadline is one timer per request that cancels the request's task: a timeout around each
+    wait cost /predict about 20 us, a sixth of its time in process.
+    """
+
+    def __init__(
+        self, receive: Receive, declared_length: int | None, limit: int, timeout: float
+    ) -> None:
+        self._receive = receive
+        self._count = declared_length is None
+        self._received = 0
+        self._limit = limit
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._body_done = False
+        self.expired = False
+
+    async def __call__(self) -> Message:
+        if self._body_done:  # later waits (for a disconnect) are not the body's
+            return await self._receive()
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._timeout, self._expire, asyncio.current_task()
+            )
+        message = await self._receive()
+        if message["type"] == "http.request":
+            if self._count:
+                self._received += len(message.get("body", b""))
+                if self._received > self._limit:
+                    raise Refusal(413, f"request body exceeds {self._limit} bytes")
+            if not message.get("more_body", False):
+                self._body_done = True
+                self.close()
+        return message
+
+    def _expire(self, task: asyncio.Task[Any] | None) -> None:
+        self.expired = True
+        if task is not None:
+            task.cancel()
+
+    def late(self) -> Refusal:
+        return Refusal(408, f"request body not received within {self._timeout:g} s")
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _Headers(NamedTuple):
@@ -163,10 +196,15 @@ def _read_headers(scope: Scope) -> _Headers:
             except ValueError:
                 length = None  # unparseable: count the bytes instead
         elif name == b"content-type":
-            media_type = value.decode("latin-1").partition(";")[0].strip().lower()
+            media_type = (
+                _JSON  # the usual case, without the parsing
+                if value == b"application/json"
+                else value.decode("latin-1").partition(";")[0].strip().lower()
+            )
         elif name == b"content-encoding":
             encoding = value.decode("latin-1").strip().lower()
-    return _Headers(request_id or uuid.uuid4().hex, length, media_type, encoding)
+    # 128 random bits as hex, like uuid4().hex without the UUID object (a fifth of the cost)
+    return _Headers(request_id or os.urandom(16).hex(), length, media_type, encoding)
 
 
 def _overloaded(lag: float) -> str:
@@ -174,7 +212,7 @@ def _overloaded(lag: float) -> str:
 
 
 def _is_json(media_type: str) -> bool:
-    return media_type == "application/json" or media_type.endswith("+json")
+    return media_type == _JSON or media_type.endswith("+json")
 
 
 async def _refuse(send: Any, refusal: Refusal) -> None:
