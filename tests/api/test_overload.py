@@ -58,7 +58,7 @@ def test_a_limit_of_zero_never_sheds() -> None:
 def test_the_watch_measures_a_blocked_loop() -> None:
     lag = LoopLag()
 
-    async def block_then_read() -> float:
+    async def block_then_read() -> tuple[float, float]:
         async with lag.watching():
             await asyncio.sleep(0.05)  # the watch is running
             threading.Event().wait(0.3)  # a stall: one handler holds the loop for 300 ms
