@@ -96,12 +96,12 @@ mlflow-ui: venv
 tune-compare: venv
 	python -m tools.tune_compare
 
-## benchmark: /predict vs an empty endpoint vs mlflow models serve, under wrk
+## benchmark: /predict vs an empty endpoint, rate limit on/off, 1 vs 2 workers, a 10,000-row batch vs mlflow
 .PHONY: benchmark
 benchmark: venv
 	python -m tools.benchmark
 
-## loadtest: two workers at saturation for 60 s, then a 512-connection flood; LOADTEST_ARGS="--seconds 20" for less
+## loadtest: two workers at saturation for 60 s, then a 2,048-connection flood; LOADTEST_ARGS="--seconds 20" for less
 .PHONY: loadtest
 loadtest: venv
 	bash tools/system_packages.sh wrk

@@ -2,11 +2,13 @@
 10,000-row batch against `mlflow models serve`.
 
 Every server runs on a loopback port under the same uvicorn settings, with rate limiting off (the
-default). wrk drives /predict and an empty FastAPI POST endpoint, then /predict on one uvicorn
-worker and on two, in alternating rounds; then the same 10,000-row `dataframe_split` body is sent
-to our /invocations and to `mlflow models serve` (and the same rows as `{"rows": [...]}` to our
-/predict/batch), timed round trip by round trip. Only same-run ratios mean anything on these noisy
-machines, so ratios are what it prints. Run with `make benchmark` after `make repro`.
+default) except on one server that measures what the limiter costs. wrk drives /predict, /predict
+with a rate limit it never reaches, and an empty FastAPI POST endpoint, then /predict on one
+uvicorn worker and on two, in alternating rounds; then the same 10,000-row `dataframe_split`
+body is sent to our /invocations and to `mlflow models serve` (and the same rows as
+`{"rows": [...]}` to our /predict/batch), timed round trip by round trip. Only same-run ratios
+mean anything on these noisy machines, so ratios are what it prints. Run with `make benchmark`
+after `make repro`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "data" / "raw" / "HousingData.csv"
 BATCH_ROWS = 10_000
 _SETTLE_S = 0.2
+LIMITED = "/predict, rate limit on"
 UVICORN = ["--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
 _WRK_SCRIPT = """
 wrk.method = "POST"
@@ -183,14 +186,18 @@ def main() -> None:
     # noisy neighbour hurts every server alike; the medians (and the per-round ratios) count.
     one, two = _worker_runs(args)  # the one-worker server of /predict, more connections
     runs: dict[str, list[dict[str, float]]] = {
-        "empty FastAPI POST": [], "/predict": [], one: [], two: [],
+        "empty FastAPI POST": [], "/predict": [], LIMITED: [], one: [], two: [],
     }  # fmt: skip
-    urls = {name: f"http://127.0.0.1:{free_port()}" for name in ("empty", "one", "two", "mlflow")}
+    names = ("empty", "one", "limited", "two", "mlflow")
+    urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
     commands = {
         "empty": _uvicorn("tools.empty_app:app", urls["empty"], 1),
         "one": _uvicorn("api.main:app", urls["one"], 1),
+        "limited": _uvicorn("api.main:app", urls["limited"], 1),
         "two": _uvicorn("api.main:app", urls["two"], 2),
     }
+    # what the rate limiter costs: a limit wrk never reaches, so every request is counted
+    server_env = {"limited": {**env, "BOSTON_API_RATE_LIMIT": "1000000/second"}}
     if not args.skip_mlflow:
         commands["mlflow"] = [
             sys.executable, "-m", "mlflow", "models", "serve",
@@ -201,10 +208,11 @@ def main() -> None:
     with ExitStack() as servers:
         for name, command in commands.items():
             health = f"{urls[name]}/{'ping' if name == 'mlflow' else 'health'}"
-            servers.enter_context(serve(command, health, env))
+            servers.enter_context(serve(command, health, server_env.get(name, env)))
         for _ in range(args.rounds):
             runs["empty FastAPI POST"].append(wrk(f"{urls['empty']}/empty", house, *load))
             runs["/predict"].append(wrk(f"{urls['one']}/predict", house, *load))
+            runs[LIMITED].append(wrk(f"{urls['limited']}/predict", house, *load))
             many = (args.seconds, args.worker_connections)
             runs[one].append(wrk(f"{urls['one']}/predict", house, *many))
             runs[two].append(wrk(f"{urls['two']}/predict", house, *many))
@@ -244,6 +252,7 @@ def report(
         print(f"{name:<28}{row['rps']:>12.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
     print()
     _ratio("/predict vs empty endpoint", runs["/predict"], runs["empty FastAPI POST"], "%")
+    _ratio("/predict, rate limit on vs off", runs[LIMITED], runs["/predict"], "%")
     _ratio(
         f"/predict, 2 workers vs 1 (-c{args.worker_connections})",
         runs[_worker_runs(args)[1]],
