@@ -78,11 +78,13 @@ def test_prometheus_metrics(client: TestClient) -> None:
 
 
 def test_docs_are_served_without_any_cdn(client: TestClient) -> None:
-    page = client.get("/docs").text
-    assert "swagger-ui-bundle.js" in page
-    assert "http://" not in page and "https://" not in page
-    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
-    assert client.get("/docs-assets/swagger-ui.css").status_code == 200
+    # what a browser makes of the page: tests/api/test_docs_browser.py
+    html = client.get("/docs").text
+    assert "http://" not in html and "https://" not in html
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert f"/docs-assets/{asset}" in html
+        assert client.get(f"/docs-assets/{asset}").status_code == 200
+    assert client.get("/redoc").status_code == 404  # not served: see api/docs.py
 
 
 def test_openapi_documents_the_card_built_schema(client: TestClient) -> None:
