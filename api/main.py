@@ -5,6 +5,7 @@ Run it with `uvicorn api.main:app`; settings come from BOSTON_API_* environment 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,10 +44,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logger.error("serving without a model: %s", runtime.reason)
         app.state.runtime = runtime
         app.openapi_schema = None  # rebuilt with the card's schemas on first request
+        # several workers: each one's buffered input rows reach the shared tally within a second
+        flushing = asyncio.create_task(metrics.flush_every(1.0)) if metrics.directory else None
         try:
             async with lag.watching():
                 yield
         finally:
+            if flushing is not None:
+                flushing.cancel()
             log.close()
             metrics.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import sys
@@ -88,6 +89,14 @@ class Metrics:
         if self.inputs is not None:
             registry.register(self.inputs)
         return generate_latest(registry)
+
+    async def flush_every(self, seconds: float) -> None:
+        """With several workers, count buffered input rows at least every `seconds`: a scrape
+        reaches one worker, and the others' rows would wait for their buffers to fill."""
+        while True:
+            await asyncio.sleep(seconds)
+            if self.inputs is not None:
+                self.inputs.flush()
 
     def close(self) -> None:
         """At shutdown: a stopped worker's gauges leave the sums (its counts stay in them)."""
@@ -215,9 +224,10 @@ class InputMonitor(Collector):
             self._pending.append(row)
             full = len(self._pending) >= _PENDING_ROWS
         if full:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Count the buffered rows now."""
         with self._lock:
             pending, self._pending = self._pending, []
         if pending:
@@ -240,7 +250,7 @@ class InputMonitor(Collector):
             self._missing += missing.sum(axis=0)
 
     def collect(self) -> Iterator[HistogramMetricFamily | CounterMetricFamily]:
-        self._flush()
+        self.flush()
         with self._lock:
             figures = self._tally.total().tolist()
         size, width = self._size, self._width

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -52,9 +53,11 @@ def test_two_workers_count_every_request_once(
             # a new connection each time, so the kernel spreads them over both workers
             response = httpx.post(f"{url}/predict", json=EXAMPLE)
             assert response.status_code == 200
+        time.sleep(1.5)  # each worker counts its buffered input rows within a second
         for _ in range(20):
             # which worker answers a scrape is up to the kernel: every one must give the totals
             found = samples(url)
+            assert total(found, "model_input_value_count", feature="RM") == requests
             assert total(found, "http_requests_total", route="/predict", status="200") == requests
             assert total(found, "model_prediction_medv_count") == requests
             assert len(found["model_info"]) == 1
