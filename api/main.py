@@ -21,7 +21,7 @@ from api.middleware import ServiceMiddleware
 from api.observability import Metrics, PredictionLog
 from api.openapi import openapi
 from api.overload import LoopLag
-from api.ratelimit import RateLimitMiddleware, limiter_for, parse_limits
+from api.ratelimit import RateLimitMiddleware, parse_limits, windows_for
 from api.routes import predict, service
 from api.runtime import Runtime
 from api.schemas import json_safe
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             RateLimitMiddleware,
             limits=parse_limits(settings.rate_limit),
-            limiter=limiter_for(settings.rate_limit_storage),
+            windows=windows_for(settings.rate_limit_storage),
             key_header=API_KEY_HEADER if settings.api_key is not None else None,
             routes=app.router.routes,  # filled in below; the middleware is built at first use
         )
