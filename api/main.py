@@ -21,7 +21,7 @@ from api.middleware import ServiceMiddleware
 from api.observability import Metrics, PredictionLog
 from api.openapi import openapi
 from api.overload import LoopLag
-from api.ratelimit import RateLimitMiddleware, parse_limits, windows_for
+from api.ratelimit import RateLimiter, parse_limits, windows_for
 from api.routes import predict, service
 from api.runtime import Runtime
 from api.schemas import json_safe
@@ -65,15 +65,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    if settings.rate_limit is not None:
-        app.add_middleware(
-            RateLimitMiddleware,
-            limits=parse_limits(settings.rate_limit),
-            windows=windows_for(settings.rate_limit_storage),
+    limiter = (
+        RateLimiter(
+            parse_limits(settings.rate_limit),
+            windows_for(settings.rate_limit_storage),
             key_header=API_KEY_HEADER if settings.api_key is not None else None,
-            routes=app.router.routes,  # filled in below; the middleware is built at first use
+            routes=app.router.routes,  # the same list, filled in below
         )
-    # added last, so outermost: rate-limited answers get a request id and are counted too
+        if settings.rate_limit is not None
+        else None
+    )
     app.add_middleware(
         ServiceMiddleware,
         metrics=metrics,
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body_timeout=settings.body_timeout,
         lag=lag,
         shed_lag=settings.shed_lag_ms / 1000,
+        limiter=limiter,
     )
     # Routes are registered on the app itself: FastAPI (since 0.137) keeps an included router as
     # a node it resolves again on every request, which cost /predict 50-70 us here (README, Speed).

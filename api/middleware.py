@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.observability import Metrics
 from api.overload import LoopLag
+from api.ratelimit import RateLimiter
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
@@ -28,9 +29,11 @@ class Refusal(Exception):
     """The request is answered without the app: its body is too large, too slow, of another
     media type or encoding, or the worker is too far behind to start it soon."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(
+        self, status: int, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.headers = status, detail, headers or []
 
 
 class ServiceMiddleware:
@@ -46,14 +49,17 @@ class ServiceMiddleware:
         body_timeout: float,
         lag: LoopLag,
         shed_lag: float,
+        limiter: RateLimiter | None,
     ) -> None:
-        """`shed_lag`: seconds of event-loop lag past which requests are shed (0: never)."""
+        """`shed_lag`: seconds of event-loop lag past which requests are shed (0: never);
+        `limiter`: the per-client rate limits, if any."""
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.body_timeout = body_timeout
         self.lag = lag
         self.shed_lag = shed_lag
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,16 +70,14 @@ class ServiceMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        added = [(_REQUEST_ID_BYTES, request_id.encode())]  # and the rate-limit fields, if any
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (_REQUEST_ID_BYTES, request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", []), *added]
             await send(message)
 
         try:
@@ -84,6 +88,8 @@ class ServiceMiddleware:
             elif refusal is not None:
                 await _refuse(send_with_id, refusal)
             else:
+                if self.limiter is not None:
+                    await self._apply_limits(scope, added)
                 guard = _BodyGuard(receive, headers.length, self.max_body_bytes, self.body_timeout)
                 try:
                     await self.app(scope, guard, send_with_id)
@@ -105,6 +111,14 @@ class ServiceMiddleware:
             self.metrics.record_request(
                 route, scope["method"], status, time.perf_counter() - started
             )
+
+    async def _apply_limits(self, scope: Scope, added: list[tuple[bytes, bytes]]) -> None:
+        """Add the limiter's fields to the answer; over a limit, refuse the request (429)."""
+        assert self.limiter is not None
+        refused, fields = await self.limiter.check(scope)
+        added.extend(fields)
+        if refused is not None:
+            raise Refusal(429, refused.detail, refused.headers)
 
     def _refusal(self, headers: _Headers) -> Refusal | None:
         if headers.length is not None and headers.length > self.max_body_bytes:
@@ -220,6 +234,7 @@ async def _refuse(send: Any, refusal: Refusal) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        *refusal.headers,
     ]
     if refusal.status == 503:
         headers.append((b"retry-after", b"1"))
