@@ -64,15 +64,14 @@ def test_the_watch_measures_a_blocked_loop() -> None:
             threading.Event().wait(0.3)  # a stall: one handler holds the loop for 300 ms
             await asyncio.sleep(0.001)  # the watch wakes, late (its next wake is 5 ms on)
             after_a_stall = lag.seconds
-            for _ in range(2):  # a queue: the loop held again before each next wake
-                await asyncio.sleep(0.001)
-                threading.Event().wait(0.3)
-            await asyncio.sleep(0.001)
+            for _ in range(5):  # a queue: handler after handler, each holding the loop 200 ms
+                threading.Event().wait(0.2)
+                await asyncio.sleep(0)  # one turn of the loop, in which the watch wakes late
             return after_a_stall, lag.seconds
 
     after_a_stall, behind_a_queue = asyncio.run(block_then_read())
-    assert after_a_stall < 0.05  # one late wake is not a queue
-    assert 0.2 < behind_a_queue < 1.0
+    assert after_a_stall < 0.1  # one late wake is not a queue
+    assert 0.15 < behind_a_queue < 1.0
     assert lag.seconds == 0.0  # not watching: no figure
 
 
