@@ -82,8 +82,36 @@ def test_swagger_ui_lists_every_route_and_runs_predict(browser: Browser, served:
     assert '"prediction"' in answer and '"model_version"' in answer
     if screenshot := os.environ.get("BOSTON_DOCS_SCREENSHOT"):
         Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
-        predict.locator("textarea.body-param__text").scroll_into_view_if_needed()
-        page.mouse.wheel(0, 250)  # the example sent above, the live answer below
-        page.screenshot(path=screenshot)
+        # the operation from its header down to the live answer: the example sent, the curl
+        # line, the 200 and its body (the documented responses below it are left out)
+        page.evaluate("window.scrollTo(0, 0)")  # so the boxes below are page coordinates
+        top = predict.bounding_box()
+        live = predict.locator(".live-responses-table").first.bounding_box()
+        assert top is not None and live is not None
+        clip = {
+            "x": top["x"],
+            "y": top["y"],
+            "width": top["width"],
+            "height": live["y"] + live["height"] - top["y"],
+        }
+        page.screenshot(path=screenshot, full_page=True, clip=clip, animations="disabled")  # type: ignore[arg-type]
+    assert fetched == []
+    page.close()
+
+
+@pytest.mark.e2e
+def test_redoc_lists_every_route_offline(browser: Browser, served: str) -> None:
+    page, fetched = open_page(browser, f"{served}/redoc")
+    page.wait_for_selector("[data-section-id^='operation/']", timeout=30_000)
+    # ReDoc shows a document it cannot read as a "Something went wrong" box instead
+    assert "Something went wrong" not in page.content()
+    # ReDoc names each operation's section after its operationId, and shows method and path in it
+    document = httpx.get(f"{served}/openapi.json").json()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            section = page.locator(f"[data-section-id='operation/{operation['operationId']}']")
+            assert section.count() == 1, (method, path)
+            assert method in (section.locator("span.http-verb").first.text_content() or "").lower()
+            assert path in (section.text_content() or "")
     assert fetched == []
     page.close()
