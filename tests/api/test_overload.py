@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -69,7 +70,9 @@ def test_the_watch_measures_a_blocked_loop() -> None:
                 await asyncio.sleep(0)  # one turn of the loop, in which the watch wakes late
             return after_a_stall, lag.seconds
 
-    after_a_stall, behind_a_queue = asyncio.run(block_then_read())
+    # in a thread of its own: Playwright's sync API (the browser tests) keeps a loop running here
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        after_a_stall, behind_a_queue = pool.submit(asyncio.run, block_then_read()).result()
     assert after_a_stall < 0.1  # one late wake is not a queue
     assert 0.15 < behind_a_queue < 1.0
     assert lag.seconds == 0.0  # not watching: no figure
