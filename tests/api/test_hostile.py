@@ -15,13 +15,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from api.schemas import FIRST_TRACT
 from tests.conftest import running_api
 
-EXAMPLE = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
-    "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
-BODY = json.dumps(EXAMPLE).encode()
+BODY = json.dumps(FIRST_TRACT).encode()
 ROUTES = ["/predict", "/predict/batch", "/invocations"]
 
 
@@ -67,7 +64,7 @@ def test_a_compressed_body_is_refused_without_being_inflated(
 
 
 def ten_megabyte_string() -> bytes:
-    return json.dumps({**EXAMPLE, "CRIM": "x" * 10_000_000}).encode()
+    return json.dumps({**FIRST_TRACT, "CRIM": "x" * 10_000_000}).encode()
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -134,6 +131,6 @@ def test_a_body_sent_a_byte_at_a_time_is_cut_off(model_dir: Path, tmp_path: Path
         assert waited < 20  # cut off near the 2 s deadline, long before the body would finish
         # the worker was not held: it answers at once
         assert httpx.get(f"{url}/health").status_code == 200
-        assert httpx.post(f"{url}/predict", json=EXAMPLE).status_code == 200
+        assert httpx.post(f"{url}/predict", json=FIRST_TRACT).status_code == 200
         metrics = httpx.get(f"{url}/metrics").text
         assert 'route="/predict",status="408"} 1.0' in metrics

@@ -20,14 +20,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from api.main import create_app
+from api.schemas import FIRST_TRACT
 from api.settings import Settings
 from tests.conftest import running_api
 from tools.loopback import free_port
-
-EXAMPLE = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
-    "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 
 
 def limited_client(settings: Settings, **changes: object) -> TestClient:
@@ -36,7 +32,7 @@ def limited_client(settings: Settings, **changes: object) -> TestClient:
 
 def test_off_by_default(client: TestClient) -> None:
     for _ in range(30):
-        response = client.post("/predict", json=EXAMPLE)
+        response = client.post("/predict", json=FIRST_TRACT)
         assert response.status_code == 200
         assert "ratelimit-limit" not in response.headers
 
@@ -45,12 +41,12 @@ def test_over_the_limit_a_client_gets_429_with_retry_after(settings: Settings) -
     with limited_client(settings, rate_limit="3/minute") as client:
         remaining = []
         for _ in range(3):
-            response = client.post("/predict", json=EXAMPLE)
+            response = client.post("/predict", json=FIRST_TRACT)
             assert response.status_code == 200
             assert response.headers["ratelimit-limit"] == "3"
             remaining.append(response.headers["ratelimit-remaining"])
         assert remaining == ["2", "1", "0"]
-        refused = client.post("/predict", json=EXAMPLE)
+        refused = client.post("/predict", json=FIRST_TRACT)
         assert refused.status_code == 429
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         assert 1 <= int(refused.headers["ratelimit-reset"]) <= 60
@@ -58,7 +54,7 @@ def test_over_the_limit_a_client_gets_429_with_retry_after(settings: Settings) -
         assert refused.json()["detail"].startswith("rate limit exceeded: 3 per 1 minute")
         assert refused.headers["x-request-id"]
         # the other routes count against the same client
-        assert client.post("/predict/batch", json={"rows": [EXAMPLE]}).status_code == 429
+        assert client.post("/predict/batch", json={"rows": [FIRST_TRACT]}).status_code == 429
         assert client.get("/model").status_code == 429
         # an orchestrator's probe and the scraper are never limited
         for _ in range(10):
@@ -81,7 +77,7 @@ def test_with_an_api_key_the_key_is_the_client(settings: Settings) -> None:
         assert [client.get("/model", headers=key).status_code for _ in range(3)] == [200, 200, 429]
         # same address, another key: another client (whose wrong key gets 401, not 429)
         other = {"X-API-Key": "another"}
-        assert client.post("/predict", json=EXAMPLE, headers=other).status_code == 401
+        assert client.post("/predict", json=FIRST_TRACT, headers=other).status_code == 401
 
 
 def test_an_unreachable_store_lets_requests_through_and_says_so(
@@ -152,7 +148,7 @@ def accepted_each_second(url: str, seconds: int, threads: int = 8) -> list[int]:
         # one client per thread, but no connection kept alive: each request connects anew
         with httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=10) as client:
             while time.time() < stop:
-                status = client.post(f"{url}/predict", json=EXAMPLE).status_code
+                status = client.post(f"{url}/predict", json=FIRST_TRACT).status_code
                 assert status in (200, 429)
                 with lock:
                     if status == 200:

@@ -14,12 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api import multiprocess
 from api.observability import Tally
+from api.schemas import FIRST_TRACT
 from tests.conftest import running_api
-
-EXAMPLE = {
-    "CRIM": 0.00632, "ZN": 18.0, "INDUS": 2.31, "CHAS": 0, "NOX": 0.538, "RM": 6.575,
-    "AGE": 65.2, "DIS": 4.09, "RAD": 1, "TAX": 296, "PTRATIO": 15.3, "B": 396.9, "LSTAT": 4.98,
-}  # fmt: skip
 
 
 def samples(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -51,7 +47,7 @@ def test_two_workers_count_every_request_once(
     with running_api(model_dir, tmp_path / "log.jsonl", uvicorn_args=("--workers", "2")) as url:
         for _ in range(requests):
             # a new connection each time, so the kernel spreads them over both workers
-            response = httpx.post(f"{url}/predict", json=EXAMPLE)
+            response = httpx.post(f"{url}/predict", json=FIRST_TRACT)
             assert response.status_code == 200
         time.sleep(1.5)  # each worker counts its buffered input rows within a second
         for _ in range(20):
