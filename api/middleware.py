@@ -21,7 +21,8 @@ _REQUEST_ID_BYTES = REQUEST_ID_HEADER.encode()
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 _JSON = "application/json"
-_VITAL = frozenset({"/health", "/metrics"})  # never shed
+_VITAL = frozenset({"/health", "/metrics"})  # never shed nor rate-limited
+_RETRY_IN_A_SECOND = (b"retry-after", b"1")
 _CLIENT_CLOSED = 499  # the client went away before its request was read (nginx's code)
 
 
@@ -84,11 +85,12 @@ class ServiceMiddleware:
             refusal = self._refusal(headers) if scope["method"] in _WITH_BODY else None
             if self.shed_lag and self.lag.seconds > self.shed_lag and scope["path"] not in _VITAL:
                 # a probe or a scrape still gets through: a busy worker is not a dead one
-                await _refuse(send_with_id, Refusal(503, _overloaded(self.lag.seconds)))
+                overloaded = Refusal(503, _overloaded(self.lag.seconds), [_RETRY_IN_A_SECOND])
+                await _refuse(send_with_id, overloaded)
             elif refusal is not None:
                 await _refuse(send_with_id, refusal)
             else:
-                if self.limiter is not None:
+                if self.limiter is not None and scope["path"] not in _VITAL:
                     await self._apply_limits(scope, added)
                 guard = _BodyGuard(receive, headers.length, self.max_body_bytes, self.body_timeout)
                 try:
@@ -236,8 +238,6 @@ async def _refuse(send: Any, refusal: Refusal) -> None:
         (b"content-length", str(len(body)).encode()),
         *refusal.headers,
     ]
-    if refusal.status == 503:
-        headers.append((b"retry-after", b"1"))
     if refusal.status in (408, 413):
         # the rest of the body may still be on its way: do not read it as the next request
         headers.append((b"connection", b"close"))

@@ -3,7 +3,8 @@
 A client is its API key when the service has one (hashed: the key never reaches the counters'
 storage), else its address. Every response of a limited route carries the IETF draft fields
 RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset; over the limit the client gets 429 with
-Retry-After. /health and /metrics are never limited: an orchestrator's probe or a scrape must not
+Retry-After. /health and /metrics are never limited (the service middleware, which asks the
+limiter, leaves them out): an orchestrator's probe or a scrape must not
 fail because a client is busy. Counters live in the process (each worker then has its own) or,
 with BOSTON_API_RATE_LIMIT_STORAGE=redis://..., in Redis, shared by every worker and replica.
 The sliding-window-counter strategy weighs the previous window's count by how much of it the
@@ -27,7 +28,6 @@ from limits.storage import storage_from_string
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-UNLIMITED = frozenset({"/health", "/metrics"})
 logger = logging.getLogger(__name__)
 
 
@@ -113,17 +113,20 @@ class SharedWindows:
         return Verdict(allowed, stats.remaining, max(1, math.ceil(stats.reset_time - now)))
 
 
+def storage_scheme(storage: str) -> str:
+    """'memory' or 'redis'/'rediss'; any other storage is refused, naming the variable."""
+    scheme = storage.partition("://")[0]
+    if scheme not in ("memory", "redis", "rediss"):
+        raise RateLimitSettingError(
+            f"BOSTON_API_RATE_LIMIT_STORAGE={storage!r}: use memory:// (each worker counts on "
+            "its own) or redis://HOST:PORT[/DB] (every worker shares the counters)"
+        )
+    return scheme
+
+
 def windows_for(storage: str) -> Windows:
     """The counters in `storage`: 'memory://' (per worker) or 'redis://host:port/db' (shared)."""
-    scheme = storage.partition("://")[0]
-    if scheme == "memory":
-        return LocalWindows()
-    if scheme in ("redis", "rediss"):
-        return SharedWindows(storage)
-    raise RateLimitSettingError(
-        f"BOSTON_API_RATE_LIMIT_STORAGE={storage!r}: use memory:// (each worker counts on "
-        "its own) or redis://HOST:PORT[/DB] (every worker shares the counters)"
-    )
+    return LocalWindows() if storage_scheme(storage) == "memory" else SharedWindows(storage)
 
 
 class RateLimiter:
@@ -146,8 +149,6 @@ class RateLimiter:
 
     async def check(self, scope: Scope) -> tuple[Refused | None, list[tuple[bytes, bytes]]]:
         """None and the RateLimit-* headers to add when the request may go on; else why not."""
-        if scope["path"] in UNLIMITED:
-            return None, []
         try:
             allowed, item, remaining, reset = await self._count(self._client(scope))
         except Exception:  # an unreachable store must not take the service down
