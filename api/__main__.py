@@ -9,7 +9,10 @@ process is their supervisor, so the SIGTERM of `docker stop` reaches it and it d
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping
@@ -21,6 +24,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 APP = "api.main:app"
+logger = logging.getLogger("uvicorn.error")
 Loop = Literal["asyncio", "uvloop", "auto"]
 _LOOPS: dict[str, Loop] = {"asyncio": "asyncio", "uvloop": "uvloop", "auto": "auto"}
 
@@ -155,6 +159,20 @@ def _tcp_socket(config: uvicorn.Config) -> socket.socket:
     return sock
 
 
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of several workers, except for SIGHUP: uvicorn replaces every worker
+    with a new process, which would start serving even with a model it could not load. This
+    supervisor passes the signal on, and each worker reloads its model in place, keeping the one
+    it has when the new one is refused (api.runtime)."""
+
+    def handle_hup(self) -> None:
+        logger.info("Received SIGHUP, asking every worker to reload its model.")
+        for process in self.processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # a worker that just died
+                    os.kill(process.pid, signal.SIGHUP)
+
+
 def serve(launch: Launch) -> None:
     """What uvicorn.run does: a supervisor of several workers, else one server in this process.
 
@@ -175,7 +193,7 @@ def serve(launch: Launch) -> None:
     if config.workers > 1:
         sock = _tcp_socket(config)
         try:
-            Multiprocess(config, sockets=[sock]).run()
+            Supervisor(config, sockets=[sock]).run()
         finally:
             sock.close()
         return

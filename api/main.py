@@ -22,8 +22,8 @@ from api.observability import Metrics, PredictionLog
 from api.openapi import openapi
 from api.overload import LoopLag
 from api.ratelimit import RateLimiter, parse_limits, windows_for
-from api.routes import predict, service
-from api.runtime import Runtime
+from api.routes import admin, feedback, predict, service
+from api.runtime import GENERATION_FILE, Runtime
 from api.schemas import json_safe
 from api.settings import Settings, get_settings
 
@@ -38,21 +38,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log = PredictionLog(settings.log_sink, settings.log_sample_rate)
-        runtime = Runtime(settings=settings, metrics=metrics, log=log)
+        sink = settings.feedback_sink
+        feedback_log = PredictionLog(sink, 1.0) if sink and sink != settings.log_sink else log
+        runtime = Runtime(settings=settings, metrics=metrics, log=log, feedback_log=feedback_log)
         runtime.load_model()
-        if runtime.model is None:
+        if runtime.serving is None:
             logger.error("serving without a model: %s", runtime.reason)
         app.state.runtime = runtime
-        app.openapi_schema = None  # rebuilt with the card's schemas on first request
-        # several workers: each one's buffered input rows reach the shared tally within a second
-        flushing = asyncio.create_task(metrics.flush_every(1.0)) if metrics.directory else None
+        runtime.reload_on_hangup()
+        tasks = []
+        if metrics.directory is not None:
+            # several workers: each one's buffered input rows reach the shared tally within a
+            # second, and a model reloaded by one of them is reloaded by the others
+            runtime.generation = metrics.directory / GENERATION_FILE
+            tasks = [
+                asyncio.create_task(metrics.flush_every(1.0)),
+                asyncio.create_task(runtime.follow(1.0)),
+            ]
         try:
             async with lag.watching():
                 yield
         finally:
-            if flushing is not None:
-                flushing.cancel()
+            for task in tasks:
+                task.cancel()
             log.close()
+            feedback_log.close()
             metrics.close()
 
     app = FastAPI(
@@ -87,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are registered on the app itself: FastAPI (since 0.137) keeps an included router as
     # a node it resolves again on every request, which cost /predict 50-70 us here (README, Speed).
     predict.register(app)
+    feedback.register(app)
     service.register(app)
+    admin.register(app)
     add_offline_docs(app)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)

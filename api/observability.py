@@ -367,6 +367,13 @@ class PredictionLog:
                 self._stream.write(b"".join(lines))
                 self._stream.flush()  # a line is only useful to a log shipper once written
 
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        """Other events (labels), one JSON line each, never sampled."""
+        lines = b"".join(orjson.dumps(record, option=_NEWLINE) for record in records)
+        with self._lock:
+            self._stream.write(lines)
+            self._stream.flush()
+
     def close(self) -> None:
         if self._owned:
             self._stream.close()

@@ -16,7 +16,12 @@ from fastapi.openapi.utils import get_openapi
 
 from api.dependencies import API_KEY_HEADER
 
-_BODY_SCHEMAS = {"/predict": "House", "/predict/batch": "Batch", "/invocations": "Invocation"}
+_BODY_SCHEMAS = {
+    "/predict": "House",
+    "/predict/batch": "Batch",
+    "/invocations": "Invocation",
+    "/feedback": "Feedback",
+}
 _REF = "#/components/schemas/{model}"
 
 # Filled in by openapi() with the card's schemas; the key header is checked in the route.
@@ -113,12 +118,16 @@ _ROUTE_ANSWERS = {
     ("/predict", "post"): _PREDICTION_ANSWERS,
     ("/predict/batch", "post"): _PREDICTION_ANSWERS,
     ("/invocations", "post"): _PREDICTION_ANSWERS,
+    ("/feedback", "post"): _PREDICTION_ANSWERS,
     ("/model", "get"): {"429": _RATE_LIMITED, "503": _NOT_READY},
 }
 
 
 def openapi(app: FastAPI) -> dict[str, Any]:
-    if app.openapi_schema:
+    runtime = getattr(app.state, "runtime", None)
+    current = runtime.serving if runtime is not None else None
+    # built once per served model: a reloaded card may bring other bounds
+    if app.openapi_schema and getattr(app.state, "openapi_for", None) is current:
         return app.openapi_schema
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -133,18 +142,24 @@ def openapi(app: FastAPI) -> dict[str, Any]:
     invocation = schema["paths"]["/invocations"]["post"]["responses"]["200"]
     predictions = {"$ref": _REF.format(model="Predictions")}
     invocation["content"] = {"application/json": {"schema": predictions}}
-    runtime = getattr(app.state, "runtime", None)
-    if runtime is None or runtime.house is None or runtime.batch is None:
+    if current is None:
         return schema  # no card yet: documented without request schemas, and not cached
-    for name, validator in (("House", runtime.house), ("Batch", runtime.batch)):
+    for name, validator in (("House", current.house), ("Batch", current.batch)):
         body = validator.json_schema(ref_template=_REF)
         components.update(body.pop("$defs", {}))
         components[name] = body
-    components["Invocation"] = _invocation(components["House"], runtime.settings.max_batch_rows)
+    max_rows = app.state.settings.max_batch_rows
+    components["Invocation"] = _invocation(components["House"], max_rows)
+    components["Label"] = current.label.json_schema(ref_template=_REF)
+    label = {"$ref": _REF.format(model="Label")}
+    components["Feedback"] = {
+        "oneOf": [label, {"type": "array", "items": label, "minItems": 1, "maxItems": max_rows}],
+        "description": "one label, or a list of them",
+    }
     for path, name in _BODY_SCHEMAS.items():
         content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         content["schema"] = {"$ref": _REF.format(model=name)}
-    app.openapi_schema = schema
+    app.openapi_schema, app.state.openapi_for = schema, current
     return schema
 
 

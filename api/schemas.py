@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 # pydantic needs typing_extensions' TypedDict on Python < 3.12; its fields come from the card at
 # run time, which a static checker cannot follow, hence Any.
@@ -135,11 +135,67 @@ class BatchPrediction(BaseModel):
     ignored_inputs: list[str]
 
 
+def label_types(card: dict[str, Any], max_rows: int) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+    """Validators of POST /feedback's body, one label or a list of them, with the outcome held to
+    the bounds the card's contract gives the target."""
+    target = card["target"]
+    actual = Annotated[
+        float,
+        Field(
+            strict=True,
+            ge=target["minimum"],
+            le=target["maximum"],
+            allow_inf_nan=False,
+            description=f"the observed {target['name']}: {target['description']} "
+            f"[{target['minimum']}, {target['maximum']}]",
+        ),
+    ]
+    row = Annotated[
+        int,
+        Field(strict=True, ge=0, lt=max_rows, description="the row of a batch (0 for /predict)"),
+    ]
+    label = create_model("Label", __base__=Label, actual=(actual, ...), row=(row, 0))
+    labels = Annotated[list[label], Field(min_length=1, max_length=max_rows)]
+    return TypeAdapter(label), TypeAdapter(labels)
+
+
+class Label(BaseModel):
+    """One outcome: which prediction (request id, and row for a batch) and what really happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        description="the X-Request-ID the prediction was answered with",
+    )
+    row: int = 0
+    actual: float
+
+
+class FeedbackReceipt(BaseModel):
+    recorded: int = Field(description="labels written to the feedback log (all that were sent)")
+    unknown: int = Field(description="labels for a request (or row) this worker did not answer")
+    repeated: int = Field(description="labels for a row that already had one from this worker")
+
+
+class ReloadResult(BaseModel):
+    """What a model reload did (POST /admin/reload, SIGHUP)."""
+
+    model_version: str | None = Field(description="the version serving after the reload")
+    previous_version: str | None = Field(description="the version serving before it")
+    changed: bool = Field(description="false when the folder held the model already serving")
+    error: str | None = Field(description="why the folder's model was refused; the old one serves")
+    at: str = Field(description="when the reload ran (UTC, ISO 8601)")
+
+
 class Health(BaseModel):
     status: str
     model_loaded: bool
     model_version: str | None
     reason: str | None = None
+    failed_reload: ReloadResult | None = Field(
+        None, description="the last reload, when it failed and the model before it kept serving"
+    )
 
 
 _ECHOED_BYTES = 100

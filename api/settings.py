@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="when set, prediction routes require it in the X-API-Key header"
     )
+    admin_key: SecretStr | None = Field(
+        None,
+        description="when set, POST /admin/reload (header X-Admin-Key) reloads the model folder; "
+        "unset, that route answers 404",
+    )
     max_batch_rows: int = Field(10_000, ge=1, description="row cap of one batch request")
     max_body_bytes: int = Field(
         2_000_000, ge=1_024, description="request bodies beyond this many bytes get 413"
@@ -36,6 +41,11 @@ class Settings(BaseSettings):
     )
     log_sink: str = Field(
         "stdout", description="prediction log: 'stdout', 'stderr' or a file path to append to"
+    )
+    feedback_sink: str | None = Field(
+        None,
+        description="where POST /feedback's labels go: 'stdout', 'stderr' or a file path to "
+        "append to; unset, the prediction log's sink",
     )
     log_sample_rate: float = Field(
         1.0, ge=0.0, le=1.0, description="share of predictions written to the prediction log"

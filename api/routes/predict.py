@@ -24,11 +24,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from api import parsing
-from api.columnar import ColumnarValidator, Records, Table, TableInvalid
+from api.columnar import Records, Table, TableInvalid
 from api.dependencies import authorise, serving
 from api.model_store import ServedModel
 from api.openapi import PREDICTION_ROUTE as _OPENAPI
-from api.runtime import Runtime
+from api.runtime import Runtime, Serving
 from api.schemas import BatchPrediction, Prediction, Row
 
 _T = TypeVar("_T")
@@ -55,10 +55,10 @@ async def predict(request: Request) -> Response:
     started = time.perf_counter()
     authorise(request)
     runtime: Runtime = request.app.state.runtime
-    model = serving(runtime)
-    assert runtime.house is not None  # set whenever a model is loaded
+    current = serving(runtime)
+    model = current.model
     body = await request.body()
-    values = _validate(runtime.house, body)
+    values = validate_body(current.house, body)
     if parsing.may_hide_duplicates(body, len(values)):
         _refuse_duplicates(body)
     matrix = model.matrix([values])
@@ -67,13 +67,15 @@ async def predict(request: Request) -> Response:
     runtime.metrics.predictions.observe(prediction)
     if runtime.metrics.inputs is not None:
         runtime.metrics.inputs.observe_row(matrix[0])
+    request_id = request.state.request_id
     runtime.log.record(
-        request_id=request.state.request_id, route="/predict", model_version=model.version,
+        request_id=request_id, route="/predict", model_version=model.version,
         inputs=[values], predictions=[prediction], latency_ms=elapsed_ms,
     )  # fmt: skip
+    runtime.answered.remember(request_id, model.version, 1)
     return _json(
         {"prediction": prediction, "model_version": model.version,
-         "ignored_inputs": runtime.ignored_inputs},
+         "ignored_inputs": current.ignored_inputs},
         elapsed_ms,
     )  # fmt: skip
 
@@ -83,18 +85,18 @@ async def predict_batch(request: Request, background: BackgroundTasks) -> Respon
     started = time.perf_counter()
     authorise(request)
     runtime: Runtime = request.app.state.runtime
-    model = serving(runtime)
-    assert runtime.batch is not None
+    current = serving(runtime)
+    model = current.model
     body = await request.body()
-    extra = {"model_version": model.version, "ignored_inputs": runtime.ignored_inputs}
-    fast = _uniform_batch(body, model, runtime)
+    extra = {"model_version": model.version, "ignored_inputs": current.ignored_inputs}
+    fast = _uniform_batch(body, current, runtime.settings.max_batch_rows)
     if fast is not None:
         matrix, sent = fast
         return await _respond(
             request, model, runtime, background, matrix, sent, started, route="/predict/batch",
             extra=extra,
         )  # fmt: skip
-    rows = _validate(runtime.batch, body)["rows"]
+    rows = validate_body(current.batch, body)["rows"]
     if parsing.may_hide_duplicates(body, 1 + sum(map(len, rows))):
         _refuse_duplicates(body)
     return await _respond(
@@ -104,7 +106,7 @@ async def predict_batch(request: Request, background: BackgroundTasks) -> Respon
 
 
 def _uniform_batch(
-    body: bytes, model: ServedModel, runtime: Runtime
+    body: bytes, current: Serving, max_rows: int
 ) -> tuple[np.ndarray, list[Row]] | None:
     """The common batch, `{"rows": [...]}` whose rows all name the same fields in the same order,
     checked column-wise as a table: the matrix and the rows as sent, or None when the row schema
@@ -114,7 +116,7 @@ def _uniform_batch(
     except ValueError:
         return None
     rows = payload.get("rows") if isinstance(payload, dict) and len(payload) == 1 else None
-    if not isinstance(rows, list) or not rows or len(rows) > runtime.settings.max_batch_rows:
+    if not isinstance(rows, list) or not rows or len(rows) > max_rows:
         return None
     if set(map(type, rows)) != {dict}:
         return None
@@ -127,9 +129,8 @@ def _uniform_batch(
     # itemgetter of one name gives the value itself, of several a tuple: one row of the table
     take = itemgetter(*columns)
     values = list(map(take, rows)) if len(columns) > 1 else [(take(row),) for row in rows]
-    assert runtime.house is not None  # set whenever a model is loaded
     try:
-        matrix = _columnar(model, runtime.house).matrix(Table(list(columns), values, by_row=True))
+        matrix = current.columnar.matrix(Table(list(columns), values, by_row=True))
     except TableInvalid:
         return None
     # valid rows hold numbers and contract names only: one colon per key, unless one is repeated
@@ -144,8 +145,8 @@ async def invocations(request: Request, background: BackgroundTasks) -> Response
     started = time.perf_counter()
     authorise(request)
     runtime: Runtime = request.app.state.runtime
-    model = serving(runtime)
-    assert runtime.batch is not None
+    current = serving(runtime)
+    model = current.model
     try:
         payload = parsing.parse(await request.body())
     except parsing.DuplicateKey as duplicate:
@@ -158,9 +159,8 @@ async def invocations(request: Request, background: BackgroundTasks) -> Response
             ("body", key), f"at most {runtime.settings.max_batch_rows} rows per request", "too_long"
         )
     if isinstance(body, Table):
-        assert runtime.house is not None  # set whenever a model is loaded
         try:
-            matrix = _columnar(model, runtime.house).matrix(body)
+            matrix = current.columnar.matrix(body)
         except TableInvalid as invalid:
             raise RequestValidationError(_prefixed(invalid.errors, ("body", key))) from None
         if matrix is not None:
@@ -169,23 +169,11 @@ async def invocations(request: Request, background: BackgroundTasks) -> Response
                 route="/invocations",
             )  # fmt: skip
         body = list(Records(body))  # what the columnar check leaves to the row schema
-    rows = _validate_python(runtime.batch, {"rows": body}, key)["rows"]
+    rows = _validate_python(current.batch, {"rows": body}, key)["rows"]
     return await _respond(
         request, model, runtime, background, model.matrix(rows), rows, started,
         route="/invocations",
     )  # fmt: skip
-
-
-# One column-wise validator per served model, built on first use from the same card (and the same
-# row schema, for its messages) as runtime.house; a reloaded model gets its own.
-_columnar_for: tuple[ServedModel, ColumnarValidator] | None = None
-
-
-def _columnar(model: ServedModel, house: TypeAdapter[Row]) -> ColumnarValidator:
-    global _columnar_for
-    if _columnar_for is None or _columnar_for[0] is not model:
-        _columnar_for = (model, ColumnarValidator(model.card, house, model.inputs))
-    return _columnar_for[1]
 
 
 async def _respond(
@@ -212,6 +200,7 @@ async def _respond(
         runtime.log.record, request_id=request.state.request_id, route=route,
         model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,
     )  # fmt: skip
+    runtime.answered.remember(request.state.request_id, model.version, len(predictions))
     return _json({"predictions": predictions, **(extra or {})}, elapsed_ms)
 
 
@@ -224,7 +213,7 @@ def _json(content: dict[str, Any], elapsed_ms: float) -> Response:
     )
 
 
-def _validate(schema: TypeAdapter[_T], body: bytes) -> _T:
+def validate_body(schema: TypeAdapter[_T], body: bytes) -> _T:
     try:
         return schema.validate_json(body)
     except ValidationError as error:

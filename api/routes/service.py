@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.dependencies import ModelDep, RuntimeDep
-from api.schemas import Health
+from api.runtime import describe
+from api.schemas import Health, ReloadResult
 
 
 def register(app: FastAPI) -> None:
@@ -24,11 +25,13 @@ def register(app: FastAPI) -> None:
 async def health(runtime: RuntimeDep) -> JSONResponse:
     """200 when a verified model is loaded; 503 with the reason otherwise."""
     model = runtime.model
+    failed = runtime.failed_reload
     body = Health(
         status="ok" if model else "unavailable",
         model_loaded=model is not None,
         model_version=model.version if model else None,
         reason=None if model else runtime.reason,
+        failed_reload=ReloadResult(**describe(failed)) if failed else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if model else 503)
 

@@ -18,7 +18,9 @@ from api.settings import Settings
 
 def _idle_runtime(settings: Settings) -> Runtime:
     log = PredictionLog("stderr", 1.0)  # nothing is predicted, so nothing is written
-    return Runtime(settings=settings, metrics=Metrics(), log=log, reason="maintenance window")
+    return Runtime(
+        settings=settings, metrics=Metrics(), log=log, feedback_log=log, reason="maintenance window"
+    )
 
 
 def test_health_and_card_report_a_runtime_without_a_model(settings: Settings) -> None:
@@ -34,6 +36,7 @@ def test_health_and_card_report_a_runtime_without_a_model(settings: Settings) ->
         "model_loaded": False,
         "model_version": None,
         "reason": "maintenance window",
+        "failed_reload": None,
     }
     assert card.status_code == 503
     assert card.json()["detail"] == "model not loaded: maintenance window"

@@ -23,6 +23,7 @@ def test_health_reports_the_loaded_model(client: TestClient, model_dir: Path) ->
         "model_loaded": True,
         "model_version": card["model_version"],
         "reason": None,
+        "failed_reload": None,
     }
 
 
