@@ -112,6 +112,16 @@ loadtest: venv
 monitor: venv
 	python -m monitoring.report --log $(LOG)
 
+## performance: the served model's realised RMSE and MAE per window, from predictions joined with /feedback labels (LOG=path ...)
+.PHONY: performance
+performance: venv
+	python -m monitoring.performance --log $(LOG)
+
+## performance-calibration: false-alarm and detection rates of the degraded rule, by simulation
+.PHONY: performance-calibration
+performance-calibration: venv
+	python -m monitoring.degradation
+
 ## monitor-calibration: false-alarm and detection rates of the drift rule, by simulation
 .PHONY: monitor-calibration
 monitor-calibration: venv

@@ -357,10 +357,13 @@ class PredictionLog:
         }
         head = orjson.dumps(shared)[:-1] + b","  # '{...,' : the object left open
         lines = []
-        for row, prediction in zip(inputs, predictions, strict=True):
+        for number, (row, prediction) in enumerate(zip(inputs, predictions, strict=True)):
             if self.sample_rate < 1.0 and self._random.random() >= self.sample_rate:
                 continue
-            own = orjson.dumps({"inputs": row, "prediction": prediction}, option=_NEWLINE)
+            # the row's place in its request: what a label for a batch names (api/feedback.py)
+            own = orjson.dumps(
+                {"row": number, "inputs": row, "prediction": prediction}, option=_NEWLINE
+            )
             lines.append(head + own[1:])  # own without its opening brace closes the object
         if lines:
             with self._lock:

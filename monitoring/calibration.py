@@ -160,7 +160,7 @@ class Row:
         self.columns.update(verdict.drifted())
 
 
-def _stand_in() -> Pipeline:
+def stand_in() -> Pipeline:
     return Pipeline(
         [
             # the served model imputes gaps with the training median; a bare HistGradientBoosting
@@ -183,7 +183,7 @@ def fit_population(table: pd.DataFrame) -> Population:
     kinds = {column.name: column.kind for column in FEATURES}
     discrete = [kinds[name] != "float" for name in features]
     with threadpool_limits(limits=THREADS):
-        model = _stand_in().fit(real, target)
+        model = stand_in().fit(real, target)
     return Population(
         features=tuple(features),
         categorical=frozenset(name for name, flag in zip(features, discrete, strict=True) if flag),

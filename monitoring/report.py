@@ -50,7 +50,7 @@ def read_logs(paths: Iterable[Path]) -> LogRecords:
     """Every prediction line of `paths`, in file order; a bad line is counted, never fatal."""
     records = LogRecords()
     for path in paths:
-        for number, line in _lines(path):
+        for number, line in read_lines(path):
             if not line.strip():
                 continue
             record, problem = _parse(line)
@@ -319,8 +319,8 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log", type=Path, nargs="+", required=True, help="prediction log files")
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("reports/monitoring"))
-    parser.add_argument("--since", type=_timestamp, help="ISO time; the window starts here")
-    parser.add_argument("--until", type=_timestamp, help="ISO time; the window ends before this")
+    parser.add_argument("--since", type=parse_time, help="ISO time; the window starts here")
+    parser.add_argument("--until", type=parse_time, help="ISO time; the window ends before this")
     parser.add_argument("--last", type=int, help="only the most recent N rows of each model")
     parser.add_argument("--min-rows", type=int, help="overrides monitoring.min_rows")
     parser.add_argument("--alpha", type=float, help="overrides monitoring.alpha")
@@ -344,7 +344,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _timestamp(text: str) -> datetime:
+def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -352,7 +352,7 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     with path.open("rb") as probe:
         compressed = probe.read(2) == b"\x1f\x8b"
     with gzip.open(path, "rt") if compressed else path.open() as stream:
@@ -371,7 +371,7 @@ def _parse(line: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     try:
         parsed = {
-            "ts": _timestamp(record["ts"]),
+            "ts": parse_time(record["ts"]),
             "model_version": str(record["model_version"]),
             "request_id": str(record["request_id"]),
             "route": str(record["route"]),
