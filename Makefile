@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed-from-lock
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
 	{ python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3; })
 # Debian packages the test suite drives: a real browser for the pages people open, Prometheus
-# with its Pushgateway for the monitoring configuration, Redis for the shared rate limit, and wrk
-# for the load and overload tests.
-TEST_SYSTEM_PACKAGES ?= chromium prometheus prometheus-pushgateway redis-server wrk
+# with its Pushgateway for the monitoring configuration, Redis for the shared rate limit, wrk
+# for the load and overload tests, and PostgreSQL under the retraining flow's MLflow server.
+TEST_SYSTEM_PACKAGES ?= chromium postgresql prometheus prometheus-pushgateway redis-server wrk
 # The prediction log `make monitor` reads (the service writes it where BOSTON_API_LOG_SINK says).
 LOG ?= predictions.jsonl
+# The new labelled rows `make retrain` takes: a CSV in the raw file's contract, or a folder of them.
+NEW ?= data/incoming
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 ## help: list the targets
@@ -126,6 +128,21 @@ performance-calibration: venv
 .PHONY: monitor-calibration
 monitor-calibration: venv
 	python -m monitoring.calibration
+
+## retrain: the Prefect retraining flow on new labelled rows (NEW=file or folder; SERVICE=URL to reload)
+.PHONY: retrain
+retrain: venv
+	python -m flows.retrain run --new-data $(NEW) $(if $(SERVICE),--service-url $(SERVICE))
+
+## rollback: serve the model before the last promotion again (SERVICE=URL to reload)
+.PHONY: rollback
+rollback: venv
+	python -m flows.retrain rollback $(if $(SERVICE),--service-url $(SERVICE))
+
+## retrain-calibration: how often the promotion rule promotes a worse, equal or better challenger
+.PHONY: retrain-calibration
+retrain-calibration: venv
+	python -m flows.calibration
 
 ## container: build the image (docker, or podman here), run it, check /health and /predict
 .PHONY: container

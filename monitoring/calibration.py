@@ -423,6 +423,21 @@ def targets(rows: Sequence[Row]) -> list[Check]:
     return checks
 
 
+def share_cell(count: int, trials: int) -> str:
+    """A simulated rate with its 95% Wilson interval, as the benchmarks print it."""
+    low, high = wilson(count, trials)
+    return f"{count / trials:6.1%} [{low:.1%}, {high:.1%}]"
+
+
+def simulation_parser(doc: str | None, trials: int, seed: int) -> argparse.ArgumentParser:
+    """The options every simulation benchmark takes: the real data, the trials, the seed."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
+    parser.add_argument("--trials", type=_positive, default=trials)
+    parser.add_argument("--seed", type=int, default=seed)
+    return parser
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -431,11 +446,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
-    parser.add_argument("--trials", type=_positive, default=DEFAULT_TRIALS)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    args = parser.parse_args(argv)
+    args = simulation_parser(__doc__, DEFAULT_TRIALS, DEFAULT_SEED).parse_args(argv)
 
     started = time.perf_counter()
     population = fit_population(pd.read_csv(args.data))

@@ -21,17 +21,15 @@ Wilson interval.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, cross_val_predict
 from threadpoolctl import threadpool_limits
 
-from monitoring.calibration import DEFAULT_DATA, DROP, THREADS, stand_in, wilson
+from monitoring.calibration import DROP, THREADS, share_cell, simulation_parser, stand_in
 from stages.contract import TARGET, model_features
 
 RESAMPLES = 1_000  # params.yaml evaluate.bootstrap
@@ -101,21 +99,13 @@ def table(fired: dict[tuple[str, int, float], int], trials: int) -> str:
         for rows in WINDOWS:
             cells = []
             for growth in GROWTH:
-                count = fired[rule, rows, growth]
-                low, high = wilson(count, trials)
-                cells.append(f"{count / trials:6.1%} [{low:.1%}, {high:.1%}]")
+                cells.append(share_cell(fired[rule, rows, growth], trials))
             lines.append(f"{rule:<8} | {rows:>11} | " + " | ".join(cells))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
-    parser.add_argument("--trials", type=int, default=1_000)
-    parser.add_argument("--seed", type=int, default=20261203)
-    args = parser.parse_args(argv)
-    if args.trials < 1:
-        parser.error(f"--trials must be a whole number >= 1, got {args.trials}")
+    args = simulation_parser(__doc__, trials=1_000, seed=20261203).parse_args(argv)
     started = time.perf_counter()
     residuals = residuals_of(pd.read_csv(args.data), args.seed)
     fired = simulate(residuals, args.trials, args.seed)

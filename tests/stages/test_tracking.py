@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from stages import tracking
 from tests.conftest import export_tiny_model, synthetic_table
-from tools.loopback import free_port, wait_until_healthy
+from tests.servers import running_mlflow
 
 PARAMS: dict[str, Any] = {
     "seed": 42,
@@ -132,25 +129,9 @@ def test_flatten() -> None:
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination", str(tmp_path / "server-artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(f"{url}/health", server, timeout=90)
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    with running_mlflow(store, tmp_path / "server-artifacts") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.e2e
