@@ -129,10 +129,11 @@ performance-calibration: venv
 monitor-calibration: venv
 	python -m monitoring.calibration
 
-## retrain: the Prefect retraining flow on new labelled rows (NEW=file or folder; SERVICE=URL to reload)
+## retrain: the Prefect retraining flow on new rows (NEW=CSV or folder, or FEEDBACK=logs; SERVICE=URL)
 .PHONY: retrain
 retrain: venv
-	python -m flows.retrain run --new-data $(NEW) $(if $(SERVICE),--service-url $(SERVICE))
+	python -m flows.retrain run $(if $(FEEDBACK),--feedback $(FEEDBACK),--new-data $(NEW)) \
+		$(if $(SERVICE),--service-url $(SERVICE))
 
 ## rollback: serve the model before the last promotion again (SERVICE=URL to reload)
 .PHONY: rollback

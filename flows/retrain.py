@@ -2,6 +2,7 @@
 (or reject), and the service follows.
 
     python -m flows.retrain run --new-data FILE_OR_DIR [--service-url URL] [--margin M]
+    python -m flows.retrain run --feedback LOG [LOG ...]    # labelled predictions as new rows
     python -m flows.retrain serve --new-data DIR --cron "0 3 * * *"   # on a schedule
     python -m flows.retrain on-verdict --log LOG [LOG ...] --new-data DIR  # when monitoring says so
     python -m flows.retrain rollback [--service-url URL]
@@ -51,6 +52,7 @@ from prefect import flow, get_run_logger, task
 from artifact import CARD_NAME, PROFILE_NAME, read_card, sha256_of
 from flows.decisions import Comparison, compare, decide, held_out, new_rows
 from monitoring import performance, report
+from stages.contract import COLUMNS, TARGET
 from stages.ingest import DataValidationError, read_raw, validate
 
 RAW = Path("data/raw/HousingData.csv")
@@ -59,6 +61,7 @@ MODEL_FILES = ("model.joblib", PROFILE_NAME, CARD_NAME)  # the card last: it nam
 PREVIOUS = ".previous"
 LOCK = Path(".dvc/tmp/retrain.lock")
 EXPERIMENT = "boston-housing-retrain"
+GATE = "quality gate failed"  # how the evaluate stage refuses a model (stages/evaluate.py)
 
 
 @dataclass(frozen=True)
@@ -120,9 +123,31 @@ def gather(new_data: Path, repo: Path) -> pd.DataFrame:
     return new_rows(pd.concat(tables, ignore_index=True), existing)
 
 
+def feedback_rows(logs: list[Path], destination: Path) -> tuple[Path, str]:
+    """The labelled predictions of the service's logs as a CSV in the raw data's contract, and
+    what was left out: a request that lacked a column the raw data requires (B, unused by the
+    model, may be left out of requests) cannot become a training row."""
+    names = [column.name for column in COLUMNS]
+    required = [column.name for column in COLUMNS if not column.nullable]
+    rows = [
+        {**inputs, TARGET.name: actual}
+        for inputs, actual in performance.labelled_inputs(performance.read(logs))
+    ]
+    table = pd.DataFrame(rows, columns=names)
+    complete = table[required].notna().all(axis=1)
+    table[complete].to_csv(destination, index=False, na_rep="NA")
+    left_out = int((~complete).sum())
+    lacking = sorted(name for name in required if table.loc[~complete, name].isna().any())
+    note = f"{int(complete.sum())} labelled predictions from {len(logs)} log(s)" + (
+        f"; {left_out} left out, their requests lacked {', '.join(lacking)}" if left_out else ""
+    )
+    return destination, note
+
+
 @task
-def train_challenger(rows: pd.DataFrame, setup: Setup, workdir: Path, branch: str) -> None:
-    """A worktree on a new branch, the rows appended to its raw data, `dvc repro` there."""
+def train_challenger(rows: pd.DataFrame, setup: Setup, workdir: Path, branch: str) -> str | None:
+    """A worktree on a new branch, the rows appended to its raw data, `dvc repro` there; the
+    evaluate stage's message when the challenger fails the pipeline's quality gate."""
     repo = setup.repo
     _run(["git", "worktree", "add", "-q", "-b", branch, str(workdir), "HEAD"], repo)
     # the worktree shares the repository's DVC cache and remote (its own config is relative)
@@ -133,7 +158,13 @@ def train_challenger(rows: pd.DataFrame, setup: Setup, workdir: Path, branch: st
         _run(["dvc", "remote", "modify", "--local", name, "url", url], workdir)
     with (workdir / RAW).open("a", newline="") as stream:
         rows.to_csv(stream, header=False, index=False, na_rep="NA", lineterminator="\n")
-    _run(["dvc", "repro"], workdir, env=_tracking_env(repo))
+    done = _run(["dvc", "repro"], workdir, env=_tracking_env(repo), check=False)
+    if done.returncode != 0:
+        gate = [line for line in done.stderr.splitlines() if GATE in line]
+        if gate:
+            return gate[-1].strip()
+        raise RuntimeError(f"dvc repro failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return None
 
 
 @task
@@ -196,19 +227,30 @@ def reload_service(setup: Setup, expected: str) -> str:
 
 @flow(name="retrain", log_prints=True)
 def retrain(
-    new_data: Path,
+    new_data: Path | None = None,
+    feedback: list[Path] | None = None,
     repo: Path = Path("."),
     serve_dir: Path | None = None,
     service_url: str | None = None,
     margin: float | None = None,
 ) -> Outcome:
-    """New labelled rows in, a decision out (see the module's docstring)."""
+    """New labelled rows in (a CSV file or folder, or the service's logs of predictions and their
+    labels), a decision out (see the module's docstring)."""
     logger = get_run_logger()
+    if (new_data is None) == (feedback is None):
+        raise ValueError("give the new rows either as new_data (CSV) or as feedback (logs)")
     setup = Setup.read(repo, serve_dir, service_url, margin)
-    with _only_run(setup.repo) as running:
+    with (
+        _only_run(setup.repo) as running,
+        tempfile.TemporaryDirectory(prefix="boston-retrain-") as scratch,
+    ):
         if not running:
             logger.info("another retraining holds %s; this run does nothing", LOCK)
             return Outcome("busy", f"another retraining holds {LOCK}")
+        if feedback is not None:
+            new_data, note = feedback_rows(feedback, Path(scratch) / "feedback.csv")
+            logger.info(note)
+        assert new_data is not None
         rows = gather(Path(new_data), setup.repo)
         if rows.empty:
             reason = f"nothing new in {new_data}: every row is already in {RAW}"
@@ -217,28 +259,29 @@ def retrain(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         branch = f"retrain/{stamp}"
         logger.info("%d new rows; training the challenger on branch %s", len(rows), branch)
-        with tempfile.TemporaryDirectory(prefix="boston-retrain-") as scratch:
-            workdir = Path(scratch) / "repo"
-            try:
-                train_challenger(rows, setup, workdir, branch)
-                comparison, old, new = score(setup, workdir)
-                decision = decide(comparison, setup.margin)
-                logger.info("challenger %s against champion %s: %s", new, old, decision.reason)
-                registry = _Registry(setup, old, new)
-                _record(setup, rows, comparison, decision.promote, decision.reason, old, new)
-                if not decision.promote:
-                    registry.reject(decision.reason)
-                    return Outcome("rejected", decision.reason, old, None, comparison.as_dict())
-                promote(setup, workdir, branch, _message(len(rows), old, new, decision.reason))
-                logger.info(registry.promote())
-                logger.info(reload_service(setup, new))
-                return Outcome("promoted", decision.reason, new, branch, comparison.as_dict())
-            finally:
-                _run(
-                    ["git", "worktree", "remove", "--force", str(workdir)], setup.repo, check=False
-                )
-                if not _branch_has_commit(setup.repo, branch):
-                    _run(["git", "branch", "-q", "-D", branch], setup.repo, check=False)
+        workdir = Path(scratch) / "repo"
+        try:
+            refused = train_challenger(rows, setup, workdir, branch)
+            if refused is not None:
+                # the pipeline itself would not export it: nothing to compare or register
+                logger.info("challenger rejected by the pipeline: %s", refused)
+                return Outcome("rejected", refused)
+            comparison, old, new = score(setup, workdir)
+            decision = decide(comparison, setup.margin)
+            logger.info("challenger %s against champion %s: %s", new, old, decision.reason)
+            registry = _Registry(setup, old, new)
+            _record(setup, rows, comparison, decision.promote, decision.reason, old, new)
+            if not decision.promote:
+                registry.reject(decision.reason)
+                return Outcome("rejected", decision.reason, old, None, comparison.as_dict())
+            promote(setup, workdir, branch, _message(len(rows), old, new, decision.reason))
+            logger.info(registry.promote())
+            logger.info(reload_service(setup, new))
+            return Outcome("promoted", decision.reason, new, branch, comparison.as_dict())
+        finally:
+            _run(["git", "worktree", "remove", "--force", str(workdir)], setup.repo, check=False)
+            if not _branch_has_commit(setup.repo, branch):
+                _run(["git", "branch", "-q", "-D", branch], setup.repo, check=False)
 
 
 @flow(name="rollback", log_prints=True)
@@ -421,7 +464,11 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--service-url", help="the service to reload (POST /admin/reload)")
         command.add_argument("--serve-dir", type=Path, help="the served model folder (models)")
         if name != "rollback":
-            command.add_argument("--new-data", type=Path, required=True)
+            source = command.add_mutually_exclusive_group(required=True)
+            source.add_argument("--new-data", type=Path, help="a CSV of new rows, or a folder")
+            source.add_argument(
+                "--feedback", type=Path, nargs="+", help="the service's logs: labelled predictions"
+            )
             command.add_argument("--margin", type=float, help="overrides retrain.margin")
     commands.choices["serve"].add_argument("--cron", required=True, help="e.g. '0 3 * * *'")
     verdict = commands.choices["on-verdict"]
@@ -432,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rollback":
         print(json.dumps(asdict(rollback(**where))))
         return 0
-    settings = {"new_data": args.new_data, "margin": args.margin, **where}
+    settings = {
+        "new_data": args.new_data,
+        "feedback": args.feedback,
+        "margin": args.margin,
+        **where,
+    }
     if args.command == "serve":
         # one run at a time, whatever triggers it; a run that finds nothing new says so and stops
         retrain.serve(name="retrain-on-schedule", cron=args.cron, parameters=settings, limit=1)

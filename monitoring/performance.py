@@ -49,6 +49,8 @@ class Served:
     ts: datetime
     model_version: str
     prediction: float
+    # the house as the client sent it: what a label turns into a training row
+    inputs: dict[str, Any]
 
 
 @dataclass
@@ -80,6 +82,7 @@ def read(paths: Iterable[Path]) -> Logs:
                         parse_time(record["ts"]),
                         str(record["model_version"]),
                         float(record["prediction"]),
+                        dict(record.get("inputs") or {}),
                     )
                 elif event == "feedback":
                     key = (str(record["request_id"]), int(record["row"]))
@@ -88,6 +91,15 @@ def read(paths: Iterable[Path]) -> Logs:
             except (ValueError, KeyError, TypeError, argparse.ArgumentTypeError):
                 logs.malformed += 1
     return logs
+
+
+def labelled_inputs(logs: Logs) -> list[tuple[dict[str, Any], float]]:
+    """Each labelled prediction's inputs as sent, with the outcome its label gives."""
+    return [
+        (logs.predictions[key].inputs, actual)
+        for key, actual in logs.labels.items()
+        if key in logs.predictions
+    ]
 
 
 def window_length(text: str) -> timedelta:

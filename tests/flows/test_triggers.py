@@ -71,7 +71,7 @@ def test_on_verdict_with_a_verdict_runs_the_flow_with_its_settings(
     argv = ["on-verdict", "--log", str(tmp_path / "p.jsonl"), "--new-data", "in/",
             "--service-url", "http://127.0.0.1:1", "--margin", "0.3"]  # fmt: skip
     assert module.main(argv) == 0
-    assert runs == [{"new_data": Path("in/"), "margin": 0.3, "serve_dir": None,
+    assert runs == [{"new_data": Path("in/"), "feedback": None, "margin": 0.3, "serve_dir": None,
                      "service_url": "http://127.0.0.1:1"}]  # fmt: skip
 
 
