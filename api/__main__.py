@@ -24,6 +24,8 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 APP = "api.main:app"
+# uvicorn's HTTP protocol with the gap in its graceful shutdown closed (api.draining)
+HTTP_PROTOCOL = "api.draining:DrainingHttpToolsProtocol"
 logger = logging.getLogger("uvicorn.error")
 Loop = Literal["asyncio", "uvloop", "auto"]
 _LOOPS: dict[str, Loop] = {"asyncio": "asyncio", "uvloop": "uvloop", "auto": "auto"}
@@ -182,6 +184,7 @@ def serve(launch: Launch) -> None:
     """
     config = uvicorn.Config(
         APP,
+        http=HTTP_PROTOCOL,
         host=launch.host,
         port=launch.port,
         workers=launch.workers,
