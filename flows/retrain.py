@@ -265,12 +265,13 @@ def retrain(
             if refused is not None:
                 # the pipeline itself would not export it: nothing to compare or register
                 logger.info("challenger rejected by the pipeline: %s", refused)
+                _record(setup, rows, promoted=False, reason=refused)
                 return Outcome("rejected", refused)
             comparison, old, new = score(setup, workdir)
             decision = decide(comparison, setup.margin)
             logger.info("challenger %s against champion %s: %s", new, old, decision.reason)
             registry = _Registry(setup, old, new)
-            _record(setup, rows, comparison, decision.promote, decision.reason, old, new)
+            _record(setup, rows, decision.promote, decision.reason, comparison, old, new)
             if not decision.promote:
                 registry.reject(decision.reason)
                 return Outcome("rejected", decision.reason, old, None, comparison.as_dict())
@@ -348,19 +349,22 @@ class _Registry:
 def _record(
     setup: Setup,
     rows: pd.DataFrame,
-    comparison: Comparison,
     promoted: bool,
     reason: str,
-    champion: str,
-    challenger: str,
+    comparison: Comparison | None = None,
+    champion: str | None = None,
+    challenger: str | None = None,
 ) -> None:
+    """One MLflow run per decision, with its figures (none when the pipeline's gate refused the
+    challenger before any comparison)."""
     mlflow.set_tracking_uri(_tracking_uri(setup.repo))
     mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"retrain-{challenger}-vs-{champion}"):
-        mlflow.log_params({"new_rows": len(rows), "margin": setup.margin,
-                           "bootstrap": setup.resamples, "champion": champion,
-                           "challenger": challenger})  # fmt: skip
-        mlflow.log_metrics(comparison.as_dict())
+    with mlflow.start_run(run_name=f"retrain-{challenger or 'gated'}-vs-{champion or 'served'}"):
+        params = {"new_rows": len(rows), "margin": setup.margin, "bootstrap": setup.resamples,
+                  "champion": champion, "challenger": challenger}  # fmt: skip
+        mlflow.log_params({name: value for name, value in params.items() if value is not None})
+        if comparison is not None:
+            mlflow.log_metrics(comparison.as_dict())
         mlflow.set_tags({"decision": "promoted" if promoted else "rejected", "reason": reason})
 
 

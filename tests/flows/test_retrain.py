@@ -25,6 +25,7 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from flows.retrain import LOCK, PREVIOUS, retrain, rollback
@@ -88,6 +89,16 @@ def branches(repo: Path) -> list[str]:
 def registry(tracking: str) -> MlflowClient:
     mlflow.set_tracking_uri(tracking)
     return MlflowClient()
+
+
+def latest_decision(client: MlflowClient) -> Run:
+    """The flow's most recent MLflow run: each decision is one."""
+    experiment = client.get_experiment_by_name("boston-housing-retrain")
+    assert experiment is not None
+    (latest,) = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return latest
 
 
 @pytest.mark.e2e
@@ -179,6 +190,9 @@ def test_the_loop_rejects_promotes_serves_and_rolls_back(
         gated = retrain(feedback=[tmp_path / "log.jsonl"], **where)
         assert gated.status == "rejected" and "quality gate failed" in gated.reason, gated
         assert len(client.search_model_versions("name = 'boston-housing'")) == versions
+        refusal = latest_decision(client).data  # recorded too, without figures to compare
+        assert (refusal.tags["decision"], refusal.tags["reason"]) == ("rejected", gated.reason)
+        assert refusal.metrics == {} and "challenger" not in refusal.params
         assert branches(repo) == [branch] and version_served(repo) == champion
         # then the right prices, as corrections: the last label of a row counts
         right = [
@@ -188,13 +202,10 @@ def test_the_loop_rejects_promotes_serves_and_rolls_back(
         assert httpx.post(f"{url}/feedback", json=right).json()["repeated"] == 30
         labelled = retrain(feedback=[tmp_path / "log.jsonl"], margin=-100.0, **where)
         assert labelled.status == "rejected" and "may be more than" in labelled.reason, labelled
-        experiment = client.get_experiment_by_name("boston-housing-retrain")
-        assert experiment is not None
-        (latest,) = client.search_runs(
-            [experiment.experiment_id],
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )  # fmt: skip
-        assert latest.data.params["new_rows"] == "30"
+        decided = latest_decision(client)
+        assert decided.data.params["new_rows"] == "30"
+        assert decided.data.tags == {**decided.data.tags, "decision": "rejected",
+                                     "reason": labelled.reason}  # fmt: skip
 
 
 @pytest.mark.e2e
