@@ -61,6 +61,8 @@ MODEL_FILES = ("model.joblib", PROFILE_NAME, CARD_NAME)  # the card last: it nam
 PREVIOUS = ".previous"
 LOCK = Path(".dvc/tmp/retrain.lock")
 EXPERIMENT = "boston-housing-retrain"
+# The deployment `python -m flows.retrain serve` creates (Prefect names it flow/deployment).
+DEPLOYMENT = "retrain-on-schedule"
 GATE = "quality gate failed"  # how the evaluate stage refuses a model (stages/evaluate.py)
 
 
@@ -490,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         **where,
     }
     if args.command == "serve":
-        # one run at a time, whatever triggers it; a run that finds nothing new says so and stops
-        retrain.serve(name="retrain-on-schedule", cron=args.cron, parameters=settings, limit=1)
+        # One run at a time: in this runner (limit) and across every runner of the deployment
+        # (global_limit, held by the Prefect server); a run that finds nothing new says so, stops.
+        retrain.serve(name=DEPLOYMENT, cron=args.cron, parameters=settings, limit=1, global_limit=1)
         return 0
     model_dir = args.serve_dir or Path("models")
     if args.command == "on-verdict" and not wants_retraining(args.log, model_dir, args.reports):

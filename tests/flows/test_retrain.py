@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import mlflow
@@ -27,8 +29,17 @@ import pytest
 import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from prefect import get_client
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 
-from flows.retrain import LOCK, PREVIOUS, retrain, rollback
+from flows.retrain import DEPLOYMENT, LOCK, PREVIOUS, RAW, retrain, rollback
 from stages.ingest import DataValidationError
 from tests.conftest import clone_working_tree, run, running_api, synthetic_table
 from tests.servers import running_mlflow, running_postgres
@@ -219,4 +230,75 @@ def test_a_second_run_while_one_holds_the_lock_does_nothing(
         fcntl.flock(held, fcntl.LOCK_EX)
         outcome = retrain(new_data=new_data(tmp_path, synthetic_table(5, seed=13)), repo=repo)
     assert outcome.status == "busy"
+    assert branches(repo) == before
+
+
+def deployed(
+    client: SyncPrefectClient, served: subprocess.Popen[bytes], output: Path
+) -> DeploymentResponse:
+    """The deployment `serve` registers, once it has (a bounded wait)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert served.poll() is None, f"serve exited {served.returncode}:\n{output.read_text()}"
+        try:
+            return client.read_deployment_by_name(f"retrain/{DEPLOYMENT}")
+        except ObjectNotFound:
+            time.sleep(0.5)
+    raise AssertionError(f"no deployment after 120 s:\n{output.read_text()}")
+
+
+def run_messages(client: SyncPrefectClient, run: FlowRun, awaited: str) -> list[str]:
+    """The run's log messages, once one starting with `awaited` has arrived: the runner ships logs
+    in batches, after the run's final state (a bounded wait)."""
+    deadline = time.monotonic() + 30
+    while True:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        messages = [log.message for log in logs]
+        if any(m.startswith(awaited) for m in messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)
+
+
+@pytest.mark.e2e
+def test_serve_schedules_one_run_at_a_time_and_runs_what_it_is_asked(
+    repo: Path, prefect_api: None, tmp_path: Path
+) -> None:
+    """`python -m flows.retrain serve` as an operator starts it, against a Prefect server: the
+    deployment carries the cron and the limit of one run, and a run asked of it is executed."""
+    known = new_data(tmp_path / "known", pd.read_csv(repo / RAW).head(5))
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick the asked run up at once
+    }
+    command = [sys.executable, "-m", "flows.retrain", "serve",
+               "--new-data", str(known), "--cron", "0 3 * * *"]  # fmt: skip
+    output = tmp_path / "serve.out"
+    before = branches(repo)
+    with (
+        output.open("wb") as sink,
+        subprocess.Popen(command, cwd=repo, env=env, stdout=sink, stderr=sink) as served,
+    ):
+        try:
+            with get_client(sync_client=True) as client:
+                deployment = deployed(client, served, output)
+                (entry,) = deployment.schedules
+                assert isinstance(entry.schedule, CronSchedule)
+                assert entry.schedule.cron == "0 3 * * *"
+                assert deployment.global_concurrency_limit is not None
+                assert deployment.global_concurrency_limit.limit == 1
+                assert deployment.parameters["new_data"] == str(known)
+                # the sync call (this test has no event loop); its annotation also admits the async
+                asked = cast(
+                    FlowRun, run_deployment(f"retrain/{DEPLOYMENT}", timeout=180, poll_interval=1)
+                )
+                assert asked.state is not None and asked.state.is_completed(), (
+                    asked.state, output.read_text()
+                )  # fmt: skip
+                said = run_messages(client, asked, "nothing new in")
+                assert any(message.startswith("nothing new in") for message in said), said
+        finally:
+            served.terminate()
+            served.wait(timeout=60)
     assert branches(repo) == before
