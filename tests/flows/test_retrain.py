@@ -289,9 +289,13 @@ def test_serve_schedules_one_run_at_a_time_and_runs_what_it_is_asked(
                 assert deployment.global_concurrency_limit is not None
                 assert deployment.global_concurrency_limit.limit == 1
                 assert deployment.parameters["new_data"] == str(known)
-                # the sync call (this test has no event loop); its annotation also admits the async
+                # Prefect picks sync or async from its context, which other tests can leave set
+                # (the full suite got a coroutine here): ask for the sync call outright
                 asked = cast(
-                    FlowRun, run_deployment(f"retrain/{DEPLOYMENT}", timeout=180, poll_interval=1)
+                    FlowRun,
+                    run_deployment(  # type: ignore[call-arg]
+                        f"retrain/{DEPLOYMENT}", timeout=180, poll_interval=1, _sync=True
+                    ),
                 )
                 assert asked.state is not None and asked.state.is_completed(), (
                     asked.state, output.read_text()
