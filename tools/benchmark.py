@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from api import parsing
 from api.columnar import ColumnarValidator, Table
@@ -199,9 +200,12 @@ def main() -> None:
     # what the rate limiter costs: a limit wrk never reaches, so every request is counted
     server_env = {"limited": {**env, "BOSTON_API_RATE_LIMIT": "1000000/second"}}
     if not args.skip_mlflow:
+        # the version the export stage registered: the model in models/, which our servers serve
+        export = yaml.safe_load((REPO / "params.yaml").read_text())["export"]
+        exported = f"models:/{export['registered_model']}@{export['alias']}"
         commands["mlflow"] = [
             sys.executable, "-m", "mlflow", "models", "serve",
-            "-m", "models:/boston-housing@champion", "--env-manager", "local",
+            "-m", exported, "--env-manager", "local",
             "-h", "127.0.0.1", "-p", urls["mlflow"].rsplit(":", 1)[1], "-w", "1",
         ]  # fmt: skip
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{REPO / 'mlflow.db'}"
