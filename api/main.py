@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry: the service reports through its own Prometheus metrics
+        # and JSON logs, and the hooks looked up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     limiter = (

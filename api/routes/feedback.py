@@ -8,17 +8,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.dependencies import authorise, serving
+from api.direct import DirectRoute
 from api.openapi import PREDICTION_ROUTE
-from api.routes.predict import validate_body
+from api.routes.predict import read_body, validate_body
 from api.runtime import Runtime
 from api.schemas import FeedbackReceipt
 
 
 def register(app: FastAPI) -> None:
     tags: list[str | Enum] = ["feedback"]
-    app.post(
-        "/feedback", response_model=FeedbackReceipt, openapi_extra=PREDICTION_ROUTE, tags=tags
-    )(feedback)
+    app.router.add_api_route(
+        "/feedback", feedback, methods=["POST"], response_model=FeedbackReceipt,
+        openapi_extra=PREDICTION_ROUTE, tags=tags, route_class_override=DirectRoute,
+    )  # fmt: skip
 
 
 async def feedback(request: Request) -> JSONResponse:
@@ -28,7 +30,7 @@ async def feedback(request: Request) -> JSONResponse:
     authorise(request)
     runtime: Runtime = request.app.state.runtime
     current = serving(runtime)  # the card's target bounds check the labels
-    body = await request.body()
+    body = await read_body(request)
     many = body.lstrip()[:1] == b"["
     labels = validate_body(current.labels, body) if many else [validate_body(current.label, body)]
     lines = [runtime.answered.mark(label) for label in labels]
