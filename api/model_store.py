@@ -41,14 +41,13 @@ class ServedModel:
     def version(self) -> str:
         return str(self.card["model_version"])
 
-    @property
+    @cached_property
     def inputs(self) -> list[str]:
-        """The columns the Pipeline takes, in order."""
+        """The columns the Pipeline takes, in order (read once: matrix() runs on every request)."""
         return list(self.card["model_inputs"])
 
     @cached_property
     def _take_inputs(self) -> itemgetter[Any]:
-        # built once: matrix() runs on every request
         return itemgetter(*self.inputs)
 
     def matrix(self, rows: Sequence[Mapping[str, float | None]]) -> np.ndarray:

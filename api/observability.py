@@ -7,6 +7,7 @@ import os
 import random
 import sys
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -334,6 +335,17 @@ class PredictionLog:
         )
         self._lock = threading.Lock()
         self._random = random.Random()
+        self._second, self._second_text = -1, ""
+
+    def _timestamp(self) -> str:
+        """Now, as ISO 8601 in UTC to the millisecond; the text up to the second is made once a
+        second (datetime's isoformat on every line cost a fifth of a /predict line)."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second, self._second_text = second, text
+        return f"{self._second_text}.{int((now - second) * 1000):03d}+00:00"
 
     def record(
         self,
@@ -348,7 +360,7 @@ class PredictionLog:
         # The fields shared by every line of the request are encoded once and spliced in front of
         # each row's own: five times cheaper than one whole record per row on a 10,000-row batch.
         shared = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(),
             "event": "prediction",
             "request_id": request_id,
             "route": route,

@@ -7,6 +7,7 @@ leave the old one serving and say why, and under load no request may fail.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +75,19 @@ def test_without_an_admin_key_the_route_does_not_exist(client: TestClient) -> No
     response = client.post("/admin/reload", headers=ADMIN)
     assert response.status_code == 404
     assert "/admin/reload" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_model_is_left_out_of_full_collections_and_a_replaced_one_is_freed(
+    admin_client: TestClient, model_dir: Path, second_model: Path
+) -> None:
+    """The loaded heap is frozen (api/runtime.py), and a reload does not leak the old model."""
+    assert gc.get_freeze_count() > 0
+    runtime = admin_client.app.state.runtime  # type: ignore[attr-defined]
+    replaced = weakref.ref(runtime.model.pipeline)
+    install(second_model, model_dir)
+    assert admin_client.post("/admin/reload", headers=ADMIN).status_code == 200
+    assert replaced() is None
+    assert gc.get_freeze_count() > 0
 
 
 @pytest.mark.parametrize("headers", [{}, {"X-Admin-Key": "guess"}, {"X-API-Key": "let-me-reload"}])
