@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from api import parsing
 from api.columnar import ColumnarValidator, Table
 from api.model_store import load
 from api.schemas import FIRST_TRACT as EXAMPLE
 from api.schemas import validators
+from stages.files import load_params
 from tools.loopback import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ def main() -> None:
     server_env = {"limited": {**env, "BOSTON_API_RATE_LIMIT": "1000000/second"}}
     if not args.skip_mlflow:
         # the version the export stage registered: the model in models/, which our servers serve
-        export = yaml.safe_load((REPO / "params.yaml").read_text())["export"]
+        export = load_params("export", REPO / "dvc.yaml", REPO / "params.yaml")["export"]
         exported = f"models:/{export['registered_model']}@{export['alias']}"
         commands["mlflow"] = [
             sys.executable, "-m", "mlflow", "models", "serve",

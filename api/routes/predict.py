@@ -200,15 +200,16 @@ async def _respond(
     elapsed_ms = (time.perf_counter() - started) * 1000
     # Observing and logging thousands of predictions would dominate the latency, so both run
     # after the response has been sent.
+    request_id = request.scope["state"]["request_id"]  # set by ServiceMiddleware
     background = BackgroundTasks()
     background.add_task(runtime.metrics.predictions.observe_many, predictions)
     if runtime.metrics.inputs is not None:
         background.add_task(runtime.metrics.inputs.observe, matrix)
     background.add_task(
-        runtime.log.record, request_id=request.state.request_id, route=route,
+        runtime.log.record, request_id=request_id, route=route,
         model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,
     )  # fmt: skip
-    runtime.answered.remember(request.state.request_id, model.version, len(predictions))
+    runtime.answered.remember(request_id, model.version, len(predictions))
     response = _json({"predictions": predictions, **(extra or {})}, elapsed_ms)
     response.background = background
     return response
