@@ -10,7 +10,8 @@ from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 
-from api.fast_path import MAX_DEPTH, compile_row_predictor
+from api import fast_path
+from api.fast_path import MAX_LEAVES, compile_row_predictor
 from stages.contract import TARGET, model_features
 from stages.families import build
 from tests.conftest import synthetic_table
@@ -36,6 +37,7 @@ def _rows() -> np.ndarray:
     "model",
     [
         GradientBoostingRegressor(n_estimators=60, max_depth=3, random_state=0),
+        GradientBoostingRegressor(n_estimators=40, max_depth=4, random_state=0),
         GradientBoostingRegressor(n_estimators=30, max_depth=5, subsample=0.7, random_state=0),
         RandomForestRegressor(n_estimators=20, max_depth=6, random_state=0),
     ],
@@ -60,6 +62,15 @@ def test_values_on_a_threshold_follow_sklearn() -> None:
     np.testing.assert_allclose(fast, pipeline.predict(training), rtol=0, atol=1e-9)
 
 
+def test_an_ensemble_too_large_to_tabulate_is_left_to_sklearn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipeline = _fitted(GradientBoostingRegressor(n_estimators=40, random_state=0))
+    assert compile_row_predictor(pipeline) is not None
+    monkeypatch.setattr(fast_path, "MAX_TABLE_BYTES", 1024)
+    assert compile_row_predictor(pipeline) is None
+
+
 @pytest.mark.parametrize(
     "pipeline",
     [
@@ -77,6 +88,6 @@ def test_unsupported_pipelines_are_left_to_sklearn(pipeline: Pipeline) -> None:
     table = synthetic_table(300, seed=5)
     pipeline.fit(table[FEATURES].to_numpy(), table[TARGET.name].to_numpy())
     deep = getattr(pipeline.named_steps["model"], "estimators_", None)
-    if deep is not None:  # an unbounded forest on 300 rows grows deeper than the layout allows
-        assert max(tree.tree_.max_depth for tree in deep) > MAX_DEPTH
+    if deep is not None:  # an unbounded forest on 300 rows grows more leaves than a mask holds
+        assert max(tree.tree_.n_leaves for tree in deep) > MAX_LEAVES
     assert compile_row_predictor(pipeline) is None
