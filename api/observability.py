@@ -367,10 +367,15 @@ class PredictionLog:
             "model_version": model_version,
             "latency_ms": round(latency_ms, 3),
         }
+        if len(inputs) == 1:  # /predict: one line, encoded in one go
+            if self._sampled():
+                line = {**shared, "row": 0, "inputs": inputs[0], "prediction": predictions[0]}
+                self._write(orjson.dumps(line, option=_NEWLINE))
+            return
         head = orjson.dumps(shared)[:-1] + b","  # '{...,' : the object left open
         lines = []
         for number, (row, prediction) in enumerate(zip(inputs, predictions, strict=True)):
-            if self.sample_rate < 1.0 and self._random.random() >= self.sample_rate:
+            if not self._sampled():
                 continue
             # the row's place in its request: what a label for a batch names (api/feedback.py)
             own = orjson.dumps(
@@ -378,16 +383,19 @@ class PredictionLog:
             )
             lines.append(head + own[1:])  # own without its opening brace closes the object
         if lines:
-            with self._lock:
-                self._stream.write(b"".join(lines))
-                self._stream.flush()  # a line is only useful to a log shipper once written
+            self._write(b"".join(lines))
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Other events (labels), one JSON line each, never sampled."""
-        lines = b"".join(orjson.dumps(record, option=_NEWLINE) for record in records)
+        self._write(b"".join(orjson.dumps(record, option=_NEWLINE) for record in records))
+
+    def _sampled(self) -> bool:
+        return self.sample_rate >= 1.0 or self._random.random() < self.sample_rate
+
+    def _write(self, lines: bytes) -> None:
         with self._lock:
             self._stream.write(lines)
-            self._stream.flush()
+            self._stream.flush()  # a line is only useful to a log shipper once written
 
     def close(self) -> None:
         if self._owned:

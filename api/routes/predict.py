@@ -81,7 +81,7 @@ async def predict(request: Request) -> Response:
         inputs=[values], predictions=[prediction], latency_ms=elapsed_ms,
     )  # fmt: skip
     runtime.answered.remember(request_id, version, 1)
-    return _json(
+    return _Answer(
         {"prediction": prediction, "model_version": version,
          "ignored_inputs": current.ignored_inputs},
         elapsed_ms,
@@ -210,18 +210,25 @@ async def _respond(
         model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,
     )  # fmt: skip
     runtime.answered.remember(request_id, model.version, len(predictions))
-    response = _json({"predictions": predictions, **(extra or {})}, elapsed_ms)
+    response = _Answer({"predictions": predictions, **(extra or {})}, elapsed_ms)
     response.background = background
     return response
 
 
-def _json(content: dict[str, Any], elapsed_ms: float) -> Response:
-    # orjson: the standard library's encoder was a visible share of a /predict call
-    return Response(
-        orjson.dumps(content),
-        media_type="application/json",
-        headers={"server-timing": f"app;dur={elapsed_ms:.3f}"},
-    )
+class _Answer(Response):
+    """A 200 JSON answer, its header lines written out directly: Starlette's Response builds
+    them from a dict through a general encoder, about 2 us of a /predict call."""
+
+    def __init__(self, content: dict[str, Any], elapsed_ms: float) -> None:
+        # orjson: the standard library's encoder was a visible share of a /predict call
+        self.body = orjson.dumps(content)
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(self.body)),
+            (b"content-type", b"application/json"),
+            (b"server-timing", b"app;dur=%.3f" % elapsed_ms),
+        ]
 
 
 async def read_body(request: Request) -> bytes:
