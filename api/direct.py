@@ -27,10 +27,14 @@ class DirectRoute(APIRoute):
         takes_request_alone = len(inspect.signature(endpoint).parameters) == 1
         if not takes_request_alone or self.dependant.request_param_name is None:
             raise TypeError(f"{endpoint.__name__}: a DirectRoute endpoint takes the Request alone")
-        handle: Callable[[Request], Coroutine[Any, Any, Response]] = endpoint
+        handle = self.get_route_handler()
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             response = await handle(Request(scope, receive, send))
             await response(scope, receive, send)
 
         self.app = app
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        # also what FastAPI wraps if the route is ever included through a router
+        return self.endpoint
