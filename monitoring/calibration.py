@@ -52,8 +52,8 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from monitoring.drift import DriftSettings, Verdict, judge
-from monitoring.profile import build_profile
 from stages.contract import FEATURES, TARGET, model_features
+from stages.profile import build_profile
 
 FloatArray = npt.NDArray[np.float64]
 Transform = Callable[[FloatArray, np.random.Generator], FloatArray]

@@ -23,10 +23,10 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_predict
 
 from artifact import CARD_NAME, CARD_SCHEMA, PROFILE_NAME, model_version, sha256_of
-from monitoring.profile import build_profile
 from stages.contract import FEATURES, TARGET
 from stages.families import LINEAR
 from stages.files import load_params, read_json, read_table, write_json
+from stages.profile import build_profile
 
 
 def md5_of(path: Path) -> str:

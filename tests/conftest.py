@@ -19,10 +19,10 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
 
 from artifact import PROFILE_NAME, model_version, sha256_of
-from monitoring.profile import build_profile
 from stages.contract import FEATURES, TARGET, model_features
 from stages.export import model_card
 from stages.families import build
+from stages.profile import build_profile
 from tools.loopback import free_port, wait_until_healthy
 
 REPO = Path(__file__).resolve().parents[1]
