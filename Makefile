@@ -132,13 +132,13 @@ monitor-calibration: venv
 ## retrain: the Prefect retraining flow on new rows (NEW=CSV or folder, or FEEDBACK=logs; SERVICE=URL)
 .PHONY: retrain
 retrain: venv
-	python -m flows.retrain run $(if $(FEEDBACK),--feedback $(FEEDBACK),--new-data $(NEW)) \
+	python -m flows run $(if $(FEEDBACK),--feedback $(FEEDBACK),--new-data $(NEW)) \
 		$(if $(SERVICE),--service-url $(SERVICE))
 
 ## rollback: serve the model before the last promotion again (SERVICE=URL to reload)
 .PHONY: rollback
 rollback: venv
-	python -m flows.retrain rollback $(if $(SERVICE),--service-url $(SERVICE))
+	python -m flows rollback $(if $(SERVICE),--service-url $(SERVICE))
 
 ## retrain-calibration: how often the promotion rule promotes a worse, equal or better challenger
 .PHONY: retrain-calibration

@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[None]:
-    """One temporary Prefect server (15-25 s to start) for every flow test of the session."""
+    """One temporary Prefect server for every flow test of the session: it is slow to start."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 

@@ -6,8 +6,8 @@ known rows are nothing new, a challenger that loses is rejected and nothing chan
 wins is promoted and served, and a rollback brings the champion back.
 
 The outcome of the comparison is steered with the margin (the rule itself is tested in
-test_decisions.py and calibrated in flows/calibration.py): -100 asks the impossible, +100 lets
-any challenger through.
+test_decisions.py and calibrated in studies/promotion_calibration.py): -100 asks the impossible,
++100 lets any challenger through.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 
-from flows.retrain import DEPLOYMENT, LOCK, PREVIOUS, RAW, retrain, rollback
+from flows.retrain import DEPLOYMENT, retrain, rollback
+from flows.serving import PREVIOUS
+from flows.workspace import LOCK
 from stages.ingest import DataValidationError
 from tests.conftest import clone_working_tree, run, running_api, synthetic_table
 from tests.servers import running_mlflow, running_postgres
@@ -263,16 +265,16 @@ def run_messages(client: SyncPrefectClient, run: FlowRun, awaited: str) -> list[
 def test_serve_schedules_one_run_at_a_time_and_runs_what_it_is_asked(
     repo: Path, prefect_api: None, tmp_path: Path
 ) -> None:
-    """`python -m flows.retrain serve` as an operator starts it, against a Prefect server: the
+    """`python -m flows serve` as an operator starts it, against a Prefect server: the
     deployment carries the cron and the limit of one run, and a run asked of it is executed."""
-    known = new_data(tmp_path / "known", pd.read_csv(repo / RAW).head(5))
+    known = new_data(tmp_path / "known", pd.read_csv(repo / "data/raw/HousingData.csv").head(5))
     env = {
         **os.environ,
         "PREFECT_API_URL": str(PREFECT_API_URL.value()),
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",  # pick the asked run up at once
     }
-    command = [sys.executable, "-m", "flows.retrain", "serve",
+    command = [sys.executable, "-m", "flows", "serve",
                "--new-data", str(known), "--cron", "0 3 * * *"]  # fmt: skip
     output = tmp_path / "serve.out"
     before = branches(repo)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from flows import retrain as module
+from flows import cli as module
+from flows.retrain import Outcome, gather
 from monitoring import performance, report
 from stages.ingest import DataValidationError
 
@@ -15,31 +16,30 @@ from stages.ingest import DataValidationError
 @pytest.mark.parametrize(
     ("drift", "degraded", "wanted"),
     [
-        (report.NO_DRIFT, performance.NOT_DEGRADED, False),
-        (report.CANNOT_RUN, performance.CANNOT_RUN, False),
-        (report.DRIFT, performance.NOT_DEGRADED, True),
-        (report.NO_DRIFT, performance.DEGRADED, True),
+        ("no drift", "ok", False),
+        ("cannot judge", "cannot judge", False),
+        ("drift", "ok", True),
+        ("no drift", "degraded", True),
     ],
 )
 def test_a_drift_or_degraded_verdict_asks_for_retraining(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, drift: int, degraded: int, wanted: bool
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, drift: str, degraded: str, wanted: bool
 ) -> None:
-    asked: list[list[str]] = []
+    asked: list[tuple[list[Path], Path, Path]] = []
 
-    def verdict(code: int) -> Any:
-        def run(argv: list[str]) -> int:
-            asked.append(argv)
-            return code
+    def verdict(status: str) -> Any:
+        def judge(logs: list[Path], model_dir: Path, out: Path) -> str:
+            asked.append((list(logs), model_dir, out))
+            return status
 
-        return run
+        return judge
 
-    monkeypatch.setattr(report, "main", verdict(drift))
-    monkeypatch.setattr(performance, "main", verdict(degraded))
+    monkeypatch.setattr(report, "drift_status", verdict(drift))
+    monkeypatch.setattr(performance, "performance_status", verdict(degraded))
     logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     assert module.wants_retraining(logs, tmp_path / "models", tmp_path / "out") is wanted
-    # both commands judge the same logs against the served model
-    expected = ["--log", *map(str, logs), "--model-dir", str(tmp_path / "models"),
-                "--out", str(tmp_path / "out")]  # fmt: skip
+    # both reports judge the same logs against the served model
+    expected = (logs, tmp_path / "models", tmp_path / "out")
     assert asked == [expected, expected]
 
 
@@ -63,9 +63,9 @@ def test_on_verdict_with_a_verdict_runs_the_flow_with_its_settings(
     monkeypatch.setattr(module, "wants_retraining", lambda *args: True)
     runs: list[dict[str, Any]] = []
 
-    def flow(**settings: Any) -> module.Outcome:
+    def flow(**settings: Any) -> Outcome:
         runs.append(settings)
-        return module.Outcome("nothing new", "test")
+        return Outcome("nothing new", "test")
 
     monkeypatch.setattr(module, "retrain", flow)
     argv = ["on-verdict", "--log", str(tmp_path / "p.jsonl"), "--new-data", "in/",
@@ -85,4 +85,4 @@ def test_a_subcommand_is_required() -> None:
 def test_new_data_that_is_not_there_is_named(tmp_path: Path, name: str) -> None:
     (tmp_path / "empty-folder").mkdir()
     with pytest.raises(DataValidationError, match=name):
-        module.gather.fn(tmp_path / name, tmp_path)
+        gather.fn(tmp_path / name, tmp_path)
