@@ -3,18 +3,20 @@
     python -m monitoring.performance --log predictions.jsonl [labels.jsonl ...] [--out DIR]
         [--window 1d] [--min-rows N] [--model-dir models]
 
-Reads the service's JSON lines (gzip allowed): its predictions and the labels of POST /feedback,
-wherever each was written. A label names its prediction by request id and row; the last label of
-a row counts, the others are counted as repeated, and labels without a prediction in the logs are
-counted as unknown. The joined rows are grouped by `model_version` and by windows of the
-prediction's time; each window gets its RMSE and MAE with 95% bootstrap intervals, next to the
-model card's test figures.
+Reads the service's lines with prediction_log's reader (gzip allowed): its predictions and the
+labels of POST /feedback, wherever each was written. A label names its prediction by request id
+and row; the last label of a row counts, the others are counted as repeated, and labels without a
+prediction in the logs are counted as unknown. The joined rows are grouped by `model_version` and
+by windows of the prediction's time; each window gets its RMSE and MAE with 95% bootstrap
+intervals, next to the model card's test figures.
 
 A window of the card's model is "degraded" when the whole interval of its RMSE lies above the
 card's interval of the test RMSE, judged only with at least `min_rows` labelled rows
-(params.yaml monitoring.performance_min_rows). monitoring/degradation.py measures the rule's
-false alarms and detections. Writes performance.json and prints a table; exits 0 when the latest
-judged window of the card's model is not degraded, 1 when it is, and 2 when none could be judged.
+(params.yaml monitoring.performance_min_rows); the interval is drawn with as many resamples as the
+evaluate stage draws the card's (evaluate.bootstrap). studies/degradation_calibration.py measures
+the rule's false alarms and detections. Writes performance.json and prints a table; exits 0 when
+the latest judged window of the card's model is not degraded, 1 when it is, and 2 when none could
+be judged. `performance_status` gives the same verdict to a caller.
 """
 
 from __future__ import annotations
@@ -24,72 +26,62 @@ import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
 
 from artifact import ArtifactError, read_card
-from monitoring.degradation import RESAMPLES, degraded, rmse_interval
-from monitoring.report import parse_time, read_lines
+from prediction_log import Prediction, Skipped, read_records
 
 NOT_DEGRADED, DEGRADED, CANNOT_RUN = 0, 1, 2
+PerformanceStatus = Literal["degraded", "ok", "cannot judge"]
+EXIT_CODES: dict[PerformanceStatus, int] = {
+    "ok": NOT_DEGRADED, "degraded": DEGRADED, "cannot judge": CANNOT_RUN,
+}  # fmt: skip
+PARAMS = Path("params.yaml")
+LEVEL = 0.95
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 # the windows' bootstrap intervals are seeded: the same logs give the same report
 _SEED = 0
 
 
-@dataclass
-class Served:
-    ts: datetime
-    model_version: str
-    prediction: float
-    # the house as the client sent it: what a label turns into a training row
-    inputs: dict[str, Any]
+@dataclass(frozen=True)
+class PerformanceSettings:
+    """The rule's knobs: the labels a window needs, and the bootstrap's resamples."""
+
+    min_rows: int
+    resamples: int
 
 
 @dataclass
 class Logs:
     """Predictions and labels by (request id, row), and what did not fit."""
 
-    predictions: dict[tuple[str, int], Served] = field(default_factory=dict)
+    predictions: dict[tuple[str, int], Prediction] = field(default_factory=dict)
     labels: dict[tuple[str, int], float] = field(default_factory=dict)
     repeated: int = 0
-    malformed: int = 0
+    skipped: Skipped = field(default_factory=Skipped)
+
+    @property
+    def malformed(self) -> int:
+        return self.skipped.count
 
 
 def read(paths: Iterable[Path]) -> Logs:
     logs = Logs()
-    for path in paths:
-        rows_so_far: dict[str, int] = defaultdict(int)
-        for _, line in read_lines(path):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                event = record.get("event") if isinstance(record, dict) else None
-                if event == "prediction":
-                    # lines written before rows were numbered: their order within the request
-                    request_id = str(record["request_id"])
-                    row = int(record.get("row", rows_so_far[request_id]))
-                    rows_so_far[request_id] += 1
-                    logs.predictions[request_id, row] = Served(
-                        parse_time(record["ts"]),
-                        str(record["model_version"]),
-                        float(record["prediction"]),
-                        dict(record.get("inputs") or {}),
-                    )
-                elif event == "feedback":
-                    key = (str(record["request_id"]), int(record["row"]))
-                    logs.repeated += key in logs.labels
-                    logs.labels[key] = float(record["actual"])
-            except (ValueError, KeyError, TypeError, argparse.ArgumentTypeError):
-                logs.malformed += 1
+    for record in read_records(paths, logs.skipped):
+        key = (record.request_id, record.row)
+        if isinstance(record, Prediction):
+            logs.predictions[key] = record
+        else:
+            logs.repeated += key in logs.labels
+            logs.labels[key] = record.actual
     return logs
 
 
@@ -123,18 +115,35 @@ def windows(logs: Logs, length: timedelta) -> dict[tuple[str, datetime], list[tu
     return dict(sorted(grouped.items(), key=lambda item: (item[0][1], item[0][0])))
 
 
+def rmse_interval(
+    residuals: np.ndarray, resamples: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of the RMSE, drawn as the evaluate stage draws the
+    card's (vectorised)."""
+    draws = rng.integers(0, len(residuals), size=(resamples, len(residuals)))
+    rmse = np.sqrt(np.mean(residuals[draws] ** 2, axis=1))
+    tail = (1 - LEVEL) / 2 * 100
+    return float(np.percentile(rmse, tail)), float(np.percentile(rmse, 100 - tail))
+
+
+def degraded(window: tuple[float, float], card_upper: float, rows: int, min_rows: int) -> bool:
+    """The rule: a big enough window whose whole RMSE interval is above the card's."""
+    return rows >= min_rows and window[0] > card_upper
+
+
 def judge(
     version: str,
     start: datetime,
     pairs: list[tuple[float, float]],
     card: dict[str, Any],
-    min_rows: int,
+    settings: PerformanceSettings,
 ) -> dict[str, Any]:
     predicted, actual = np.array(pairs).T
     residuals = actual - predicted
     rmse = float(np.sqrt(np.mean(residuals**2)))
-    low, high = rmse_interval(residuals, RESAMPLES, np.random.default_rng(_SEED))
+    low, high = rmse_interval(residuals, settings.resamples, np.random.default_rng(_SEED))
     test = card["metrics"]["test"]
+    min_rows = settings.min_rows
     if version != card["model_version"]:
         status = "not judged"
         reason = f"the card in use is for model {card['model_version']}"
@@ -171,50 +180,101 @@ def line(summary: dict[str, Any]) -> str:
     return text + (f" ({summary['reason']})" if summary["reason"] else "")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
+def performance_status(
+    logs: Sequence[Path],
+    model_dir: Path,
+    out: Path,
+    *,
+    settings: PerformanceSettings | None = None,
+    window: timedelta = timedelta(days=1),
+) -> PerformanceStatus:
+    """Judge the windows of labelled predictions in `logs` and write performance.json to `out`.
+
+    The latest judged window of the card's model decides: "degraded" or "ok"; "cannot judge" when
+    no window was judged (too few labels, another model's window, an unusable card). `settings`
+    default to params.yaml's.
+    """
     try:
-        card = read_card(args.model_dir)
-        min_rows = args.min_rows or _min_rows(args.params)
-    except (ArtifactError, ValueError, KeyError) as error:
+        settings = settings or performance_settings(PARAMS)
+        card = read_card(model_dir)
+    except (ArtifactError, ValueError, OSError) as error:
         print(f"performance: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    logs = read(args.log)
-    joined = windows(logs, args.window)
-    unknown = sum(key not in logs.predictions for key in logs.labels)
+        return "cannot judge"
+    logs_read = read(logs)
+    if logs_read.skipped.count:
+        print(f"performance: warning: {logs_read.skipped.describe()}", file=sys.stderr)
+    joined = windows(logs_read, window)
+    unknown = sum(key not in logs_read.predictions for key in logs_read.labels)
     print(
-        f"performance: {len(logs.predictions)} predictions, {len(logs.labels)} labelled rows "
-        f"({unknown} unknown, {logs.repeated} repeated labels), {logs.malformed} malformed lines"
+        f"performance: {len(logs_read.predictions)} predictions, {len(logs_read.labels)} labelled "
+        f"rows ({unknown} unknown, {logs_read.repeated} repeated labels), "
+        f"{logs_read.malformed} malformed lines"
     )
     summaries = [
-        judge(version, start, pairs, card, min_rows) for (version, start), pairs in joined.items()
+        judge(version, start, pairs, card, settings) for (version, start), pairs in joined.items()
     ]
     for summary in summaries:
         print(line(summary))
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     report = {
-        "window": str(args.window),
-        "min_rows": min_rows,
-        "predictions": len(logs.predictions),
-        "labels": len(logs.labels),
+        "window": str(window),
+        "min_rows": settings.min_rows,
+        "predictions": len(logs_read.predictions),
+        "labels": len(logs_read.labels),
         "unknown_labels": unknown,
-        "repeated_labels": logs.repeated,
-        "malformed_lines": logs.malformed,
+        "repeated_labels": logs_read.repeated,
+        "malformed_lines": logs_read.malformed,
         "windows": summaries,
     }
-    (args.out / "performance.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "performance.json").write_text(json.dumps(report, indent=2) + "\n")
     judged = [s for s in summaries if s["status"] in ("ok", "degraded")]
     if not judged:
-        print(f"performance: no window of model {card['model_version']} had {min_rows} labels")
-        return CANNOT_RUN
-    latest = judged[-1]
-    if latest["status"] == "degraded":
+        print(
+            f"performance: no window of model {card['model_version']} had "
+            f"{settings.min_rows} labels"
+        )
+        return "cannot judge"
+    if judged[-1]["status"] == "degraded":
         print(
             "Next: the served model's errors have grown beyond its card. Label recent houses and "
             "retrain on them (make retrain), and check the drift report for inputs that moved."
         )
-        return DEGRADED
-    return NOT_DEGRADED
+        return "degraded"
+    return "ok"
+
+
+def performance_settings(params: Path, min_rows: int | None = None) -> PerformanceSettings:
+    """params.yaml's monitoring.performance_min_rows (or the command line's) and
+    evaluate.bootstrap, checked."""
+    loaded = yaml.safe_load(params.read_text()) or {}
+    chosen = {
+        "monitoring.performance_min_rows": (
+            loaded.get("monitoring", {}).get("performance_min_rows")
+            if min_rows is None
+            else min_rows
+        ),
+        "evaluate.bootstrap": loaded.get("evaluate", {}).get("bootstrap"),
+    }
+    for key, value in chosen.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key} must be a whole number >= 1, got {value!r}")
+    return PerformanceSettings(
+        min_rows=chosen["monitoring.performance_min_rows"],
+        resamples=chosen["evaluate.bootstrap"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        settings = performance_settings(args.params, args.min_rows)
+    except (ValueError, OSError) as error:
+        print(f"performance: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    status = performance_status(
+        args.log, args.model_dir, args.out, settings=settings, window=args.window
+    )
+    return EXIT_CODES[status]
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -233,16 +293,6 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.min_rows is not None and args.min_rows < 1:
         parser.error(f"--min-rows must be a whole number >= 1, got {args.min_rows}")
     return args
-
-
-def _min_rows(params: Path) -> int:
-    block = (yaml.safe_load(params.read_text()) or {}).get("monitoring", {})
-    value = block["performance_min_rows"]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"monitoring.performance_min_rows must be a whole number >= 1, got {value!r}"
-        )
-    return value
 
 
 if __name__ == "__main__":

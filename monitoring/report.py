@@ -3,98 +3,96 @@
     python -m monitoring.report --log predictions.jsonl [more.jsonl.gz ...] [--out DIR]
         [--since ISO --until ISO | --last N] [--min-rows N] [--alpha A] [--push URL]
 
-Reads the service's own JSON lines (gzip allowed; malformed lines are counted and skipped with a
-warning), splits them by `model_version`, and judges each version's window against the reference
-profile beside the model card: per input KS or chi-square, Benjamini-Hochberg over all inputs and
-the prediction. Writes a JSON summary and a self-contained HTML page per window, prints what moved
-and what to do next, and exits 0 (no drift), 1 (drift found) or 2 (nothing could be judged).
+Reads the service's prediction lines with prediction_log's reader (gzip allowed; malformed lines
+are counted and skipped with a warning), splits them by `model_version`, and judges each version's
+window against the reference profile beside the model card: per input KS or chi-square,
+Benjamini-Hochberg over all inputs and the prediction. Writes a JSON summary and a self-contained
+HTML page per window, prints what moved and what to do next, and exits 0 (no drift), 1 (drift
+found) or 2 (nothing could be judged). `drift_status` gives the same verdict to a caller.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import gzip
 import html
 import io
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
 
 from artifact import ArtifactError, read_card, read_profile
 from monitoring.drift import DriftSettings, Verdict, judge
+from prediction_log import Prediction, Skipped, read_records
 
 NO_DRIFT, DRIFT, CANNOT_RUN = 0, 1, 2
+DriftStatus = Literal["drift", "no drift", "cannot judge"]
+EXIT_CODES: dict[DriftStatus, int] = {
+    "no drift": NO_DRIFT,
+    "drift": DRIFT,
+    "cannot judge": CANNOT_RUN,
+}
 PUSH_JOB = "boston_housing_drift"
-_SHOWN_PROBLEMS = 3
+PARAMS = Path("params.yaml")
 
 
 @dataclass
 class LogRecords:
-    """Prediction lines by model version, and what could not be read."""
+    """Prediction lines by model version, and the lines that could not be read."""
 
-    by_version: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    malformed: int = 0
-    problems: list[str] = field(default_factory=list)
+    by_version: dict[str, list[Prediction]] = field(default_factory=lambda: defaultdict(list))
+    skipped: Skipped = field(default_factory=Skipped)
 
 
 def read_logs(paths: Iterable[Path]) -> LogRecords:
     """Every prediction line of `paths`, in file order; a bad line is counted, never fatal."""
     records = LogRecords()
-    for path in paths:
-        for number, line in read_lines(path):
-            if not line.strip():
-                continue
-            record, problem = _parse(line)
-            if problem:
-                records.malformed += 1
-                if len(records.problems) < _SHOWN_PROBLEMS:
-                    records.problems.append(f"{path}:{number}: {problem}")
-            elif record is not None:
-                records.by_version[record["model_version"]].append(record)
+    for record in read_records(paths, records.skipped):
+        if isinstance(record, Prediction):
+            records.by_version[record.model_version].append(record)
     return records
 
 
 def select(
-    records: list[dict[str, Any]],
+    records: list[Prediction],
     since: datetime | None = None,
     until: datetime | None = None,
     last: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Prediction]:
     """The window: records in [since, until), then the most recent `last` of them."""
-    chosen = sorted(records, key=lambda record: record["ts"])
+    chosen = sorted(records, key=lambda record: record.ts)
     if since is not None:
-        chosen = [record for record in chosen if record["ts"] >= since]
+        chosen = [record for record in chosen if record.ts >= since]
     if until is not None:
-        chosen = [record for record in chosen if record["ts"] < until]
+        chosen = [record for record in chosen if record.ts < until]
     return chosen[-last:] if last else chosen
 
 
 def window_arrays(
-    records: list[dict[str, Any]], profile: dict[str, Any]
+    records: list[Prediction], profile: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Each profiled input as a float array (NaN: sent as null or left out), and predictions."""
     inputs = {
-        name: np.array([record["inputs"].get(name, np.nan) for record in records], dtype=float)
+        name: np.array([record.inputs.get(name, np.nan) for record in records], dtype=float)
         for name in profile["features"]
     }
-    return inputs, np.array([float(record["prediction"]) for record in records])
+    return inputs, np.array([record.prediction for record in records])
 
 
-def traffic(records: list[dict[str, Any]]) -> dict[str, Any]:
+def traffic(records: list[Prediction]) -> dict[str, Any]:
     """Request volume and latency percentiles: one latency per request, not per row."""
-    latency = {record["request_id"]: record["latency_ms"] for record in records}
+    latency = {record.request_id: record.latency_ms for record in records}
     routes: dict[str, int] = defaultdict(int)
     for record in records:
-        routes[record["route"]] += 1
+        routes[record.route] += 1
     figures = np.array(list(latency.values()), dtype=np.float64)
     percentiles = {
         f"p{q}": round(float(np.percentile(figures, q)), 3) if figures.size else None
@@ -104,14 +102,14 @@ def traffic(records: list[dict[str, Any]]) -> dict[str, Any]:
         "rows": len(records),
         "requests": len(latency),
         "rows_by_route": dict(sorted(routes.items())),
-        "first": records[0]["ts"].isoformat() if records else None,
-        "last": records[-1]["ts"].isoformat() if records else None,
+        "first": records[0].ts.isoformat() if records else None,
+        "last": records[-1].ts.isoformat() if records else None,
         "latency_ms": percentiles,
     }
 
 
 def summarise(
-    version: str, records: list[dict[str, Any]], verdict: Verdict | None, reason: str | None
+    version: str, records: list[Prediction], verdict: Verdict | None, reason: str | None
 ) -> dict[str, Any]:
     if verdict is None:
         status = "not judged"
@@ -262,34 +260,45 @@ def push(url: str, summary: dict[str, Any]) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
+def drift_status(
+    logs: Sequence[Path],
+    model_dir: Path,
+    out: Path,
+    *,
+    settings: DriftSettings | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    last: int | None = None,
+    push_to: str | None = None,
+) -> DriftStatus:
+    """Judge each model version's window of `logs` and write its report to `out`.
+
+    "drift" when a judged window drifted, "no drift" when one was judged without, "cannot judge"
+    when none could be (no lines, too few rows, another model's profile, an unusable artifact).
+    `settings` default to params.yaml's `monitoring` block.
+    """
     try:
-        settings = DriftSettings(**_settings(args))
-        card = read_card(args.model_dir)
-        profile = read_profile(args.model_dir, card)
-    except (ArtifactError, ValueError, KeyError) as error:
+        settings = settings or drift_settings(PARAMS)
+        card = read_card(model_dir)
+        profile = read_profile(model_dir, card)
+    except (ArtifactError, ValueError, OSError) as error:
         print(f"report: {error}", file=sys.stderr)
-        return CANNOT_RUN
-    records = read_logs(args.log)
-    if records.malformed:
-        print(
-            f"report: warning: skipped {records.malformed} malformed line(s): "
-            + "; ".join(records.problems),
-            file=sys.stderr,
-        )
+        return "cannot judge"
+    records = read_logs(logs)
+    if records.skipped.count:
+        print(f"report: warning: {records.skipped.describe()}", file=sys.stderr)
     if not records.by_version:
         print("report: no prediction lines in the log(s); nothing to judge", file=sys.stderr)
-        return CANNOT_RUN
+        return "cannot judge"
 
     statuses = []
     for version, all_records in sorted(records.by_version.items()):
-        chosen = select(all_records, args.since, args.until, args.last)
+        chosen = select(all_records, since, until, last)
         verdict, reason = None, None
         window: dict[str, np.ndarray] = {}
         if version != profile["model_version"]:
             reason = (
-                f"the reference profile in {args.model_dir} is for model "
+                f"the reference profile in {model_dir} is for model "
                 f"{profile['model_version']}; point --model-dir at this model's folder"
             )
         else:
@@ -299,17 +308,45 @@ def main(argv: list[str] | None = None) -> int:
             if verdict.too_small:
                 reason = f"{len(chosen)} rows, fewer than the minimum of {settings.min_rows}"
         summary = summarise(version, chosen, verdict, reason)
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (args.out / f"drift-{version}.html").write_text(render_html(summary, profile, window))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / f"drift-{version}.html").write_text(render_html(summary, profile, window))
         print("\n".join(advice(summary)))
-        if args.push and verdict is not None:
-            push(args.push, summary)
+        if push_to and verdict is not None:
+            push(push_to, summary)
         statuses.append(summary["status"])
-    print(f"report: written to {args.out}/")
+    print(f"report: written to {out}/")
     if "drift" in statuses:
-        return DRIFT
-    return NO_DRIFT if "no drift" in statuses else CANNOT_RUN
+        return "drift"
+    return "no drift" if "no drift" in statuses else "cannot judge"
+
+
+def drift_settings(
+    params: Path, alpha: float | None = None, min_rows: int | None = None
+) -> DriftSettings:
+    """params.yaml's `monitoring` block, with the command line's overrides."""
+    block = (yaml.safe_load(params.read_text()) or {}).get("monitoring", {})
+    missing = [f"monitoring.{key}" for key in ("alpha", "min_rows") if key not in block]
+    if missing:
+        raise ValueError(f"{params} lacks {', '.join(missing)}")
+    return DriftSettings(
+        alpha=block["alpha"] if alpha is None else alpha,
+        min_rows=block["min_rows"] if min_rows is None else min_rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    try:
+        settings = drift_settings(args.params, args.alpha, args.min_rows)
+    except (ValueError, OSError) as error:
+        print(f"report: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    status = drift_status(
+        args.log, args.model_dir, args.out, settings=settings,
+        since=args.since, until=args.until, last=args.last, push_to=args.push,
+    )  # fmt: skip
+    return EXIT_CODES[status]
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -334,58 +371,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    """params.yaml's `monitoring` block, with the command line's overrides."""
-    block = (yaml.safe_load(args.params.read_text()) or {}).get("monitoring", {})
-    settings = {key: block[key] for key in ("alpha", "min_rows") if key in block}
-    for key in ("alpha", "min_rows"):
-        if getattr(args, key) is not None:
-            settings[key] = getattr(args, key)
-    return settings
-
-
 def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open("rb") as probe:
-        compressed = probe.read(2) == b"\x1f\x8b"
-    with gzip.open(path, "rt") if compressed else path.open() as stream:
-        yield from enumerate(stream, start=1)
-
-
-def _parse(line: str) -> tuple[dict[str, Any] | None, str | None]:
-    """(record, None) for a prediction line; (None, None) for another event; (None, why) if bad."""
-    try:
-        record = json.loads(line)
-    except ValueError as error:
-        return None, f"not JSON ({error})"
-    if not isinstance(record, dict):
-        return None, "not a JSON object"
-    if record.get("event") != "prediction":
-        return None, None
-    try:
-        parsed = {
-            "ts": parse_time(record["ts"]),
-            "model_version": str(record["model_version"]),
-            "request_id": str(record["request_id"]),
-            "route": str(record["route"]),
-            "latency_ms": float(record["latency_ms"]),
-            "inputs": {str(name): _number(value) for name, value in record["inputs"].items()},
-            "prediction": float(record["prediction"]),
-        }
-    except (KeyError, TypeError, ValueError, argparse.ArgumentTypeError) as error:
-        return None, f"not a prediction line ({type(error).__name__}: {error})"
-    return parsed, None
-
-
-def _number(value: Any) -> float:
-    return float("nan") if value is None else float(value)
 
 
 def _share(value: float | None) -> str:

@@ -15,8 +15,15 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.schemas import FIRST_TRACT
 from api.settings import Settings
-from monitoring.degradation import RESAMPLES, degraded, rmse_interval, simulate
-from monitoring.performance import CANNOT_RUN, DEGRADED, NOT_DEGRADED, main
+from monitoring.performance import (
+    CANNOT_RUN,
+    DEGRADED,
+    NOT_DEGRADED,
+    degraded,
+    main,
+    performance_status,
+    rmse_interval,
+)
 from stages.evaluate import bootstrap_intervals
 
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -46,7 +53,8 @@ def served(
         request_id = f"{prefix}{index}"
         ts = (start + timedelta(minutes=index)).isoformat()
         lines.append({"ts": ts, "event": "prediction", "request_id": request_id, "row": 0,
-                      "model_version": version, "prediction": 20.0, "inputs": {}})  # fmt: skip
+                      "route": "/predict", "model_version": version, "latency_ms": 1.0,
+                      "prediction": 20.0, "inputs": {}})  # fmt: skip
         lines.append({"ts": ts, "event": "feedback", "request_id": request_id, "row": 0,
                       "actual": 20.0 + float(error)})  # fmt: skip
     return lines
@@ -122,18 +130,20 @@ def test_another_models_window_is_reported_not_judged(card_dir: Path, tmp_path: 
 def test_labels_join_by_request_and_row_the_last_one_counting(
     card_dir: Path, tmp_path: Path
 ) -> None:
-    v = version(card_dir)
+    shared = {"ts": DAY.isoformat(), "route": "/predict", "model_version": version(card_dir),
+              "latency_ms": 1.0, "inputs": {}}  # fmt: skip
+    ts = DAY.isoformat()
     lines: list[dict[str, Any]] = [
         # a batch of three rows, numbered; then a log line from before rows were numbered
-        *({"ts": DAY.isoformat(), "event": "prediction", "request_id": "batch", "row": row,
-           "model_version": v, "prediction": 10.0 * (row + 1), "inputs": {}} for row in range(3)),
-        *({"ts": DAY.isoformat(), "event": "prediction", "request_id": "old", "model_version": v,
-           "prediction": p, "inputs": {}} for p in (5.0, 6.0)),
-        {"event": "feedback", "request_id": "batch", "row": 2, "actual": 99.0},
-        {"event": "feedback", "request_id": "batch", "row": 2, "actual": 31.0},  # a correction
-        {"event": "feedback", "request_id": "batch", "row": 0, "actual": 12.0},
-        {"event": "feedback", "request_id": "old", "row": 1, "actual": 7.0},
-        {"event": "feedback", "request_id": "nobody", "row": 0, "actual": 20.0},
+        *({**shared, "event": "prediction", "request_id": "batch", "row": row,
+           "prediction": 10.0 * (row + 1)} for row in range(3)),
+        *({**shared, "event": "prediction", "request_id": "old", "prediction": p}
+          for p in (5.0, 6.0)),
+        {"ts": ts, "event": "feedback", "request_id": "batch", "row": 2, "actual": 99.0},
+        {"ts": ts, "event": "feedback", "request_id": "batch", "row": 2, "actual": 31.0},  # fixed
+        {"ts": ts, "event": "feedback", "request_id": "batch", "row": 0, "actual": 12.0},
+        {"ts": ts, "event": "feedback", "request_id": "old", "row": 1, "actual": 7.0},
+        {"ts": ts, "event": "feedback", "request_id": "nobody", "row": 0, "actual": 20.0},
     ]  # fmt: skip
     log = write(tmp_path / "l", lines)
     with log.open("a") as stream:
@@ -186,8 +196,8 @@ def test_labels_sent_to_the_service_join_its_own_predictions(
 def test_the_interval_is_drawn_as_the_evaluate_stage_draws_it() -> None:
     rng = np.random.default_rng(7)
     actual, predicted = rng.normal(20, 5, 101), rng.normal(20, 5, 101)
-    ours = rmse_interval(actual - predicted, RESAMPLES, np.random.default_rng(11))
-    theirs = bootstrap_intervals(actual, predicted, RESAMPLES, seed=11)["rmse"]
+    ours = rmse_interval(actual - predicted, 500, np.random.default_rng(11))
+    theirs = bootstrap_intervals(actual, predicted, 500, seed=11)["rmse"]
     assert ours == pytest.approx(theirs, rel=1e-12)
 
 
@@ -197,9 +207,17 @@ def test_the_rule_needs_the_whole_interval_above_and_enough_rows() -> None:
     assert not degraded((1.2, 1.6), card_upper=1.15, rows=99, min_rows=100)
 
 
-def test_the_calibration_separates_healthy_from_grown_errors() -> None:
-    residuals = np.random.default_rng(8).standard_t(4, 506)
-    fired = simulate(residuals, trials=200, seed=9)
-    assert fired["interval", 100, 1.0] <= 10  # at most 5% false alarms
-    assert fired["interval", 100, 2.0] >= 100  # over half caught once errors double
-    assert fired["point", 100, 1.0] > fired["interval", 100, 1.0]
+def test_performance_status_returns_the_verdict_and_writes_the_report(
+    card_dir: Path, tmp_path: Path
+) -> None:
+    """What a caller (the retraining flow) asks for; settings from params.yaml."""
+    rng = np.random.default_rng(9)
+    healthy = write(tmp_path / "ok", served(version(card_dir), rng.normal(0, 1.0, 200)))
+    worse = write(tmp_path / "worse", served(version(card_dir), rng.normal(0, 2.5, 200)))
+    assert performance_status([healthy], card_dir, tmp_path / "a") == "ok"
+    report = json.loads((tmp_path / "a" / "performance.json").read_text())
+    assert report["windows"][0]["status"] == "ok"
+    assert performance_status([worse], card_dir, tmp_path / "b") == "degraded"
+    few = write(tmp_path / "few", served(version(card_dir), rng.normal(0, 1.0, 10)))
+    assert performance_status([few], card_dir, tmp_path / "c") == "cannot judge"
+    assert performance_status([healthy], tmp_path / "no-model", tmp_path / "d") == "cannot judge"

@@ -19,7 +19,17 @@ import pytest
 from playwright.sync_api import Browser
 
 from artifact import read_card, read_profile
-from monitoring.report import CANNOT_RUN, DRIFT, NO_DRIFT, main, read_logs, select, window_arrays
+from monitoring.report import (
+    CANNOT_RUN,
+    DRIFT,
+    NO_DRIFT,
+    drift_status,
+    main,
+    read_logs,
+    select,
+    window_arrays,
+)
+from prediction_log import Prediction
 from stages.contract import FEATURE_NAMES
 from tests.conftest import open_offline, running_api, synthetic_table
 
@@ -33,8 +43,9 @@ def log_lines(version: str, table: pd.DataFrame, model_dir: Path | None = None) 
     if model_dir is None:
         predictions = [20.0] * len(table)
     else:
-        model = joblib.load(model_dir / "model.joblib")
-        used = read_card(model_dir)["model_inputs"]
+        card = read_card(model_dir)
+        model = joblib.load(model_dir / card["artifact"]["file"])
+        used = card["model_inputs"]
         predictions = model.predict(table[used].to_numpy()).tolist()
     lines = []
     for index, (row, prediction) in enumerate(
@@ -66,12 +77,16 @@ def write(path: Path, lines: list[str]) -> Path:
 def test_malformed_lines_are_counted_and_skipped(model_dir: Path, tmp_path: Path) -> None:
     good = log_lines(version_of(model_dir), synthetic_table(5, seed=3))
     bad = ["{not json", "[1, 2]", json.dumps({"event": "prediction", "model_version": "x"})]
-    other = json.dumps({"event": "feedback", "request_id": "r1", "actual": 20.0})
+    # a label: a record, though not one the drift report reads
+    other = json.dumps(
+        {"ts": START.isoformat(), "event": "feedback", "request_id": "r1", "row": 0, "actual": 20.0}
+    )
     records = read_logs([write(tmp_path / "p.jsonl", [*good[:2], *bad, other, *good[2:]])])
-    assert records.malformed == 3
+    assert records.skipped.count == 3
     assert sum(len(found) for found in records.by_version.values()) == 5
-    assert "p.jsonl:3: not JSON" in records.problems[0]
-    assert "p.jsonl:5: not a prediction line (KeyError" in records.problems[2]
+    assert "p.jsonl:3: not JSON" in records.skipped.examples[0]
+    assert "p.jsonl:4: not a JSON object" in records.skipped.examples[1]
+    assert "p.jsonl:5: prediction line lacks ts, request_id, route" in records.skipped.examples[2]
 
 
 def test_gzip_logs_and_several_model_versions(model_dir: Path, tmp_path: Path) -> None:
@@ -98,10 +113,17 @@ def test_an_omitted_optional_input_is_a_gap(model_dir: Path, tmp_path: Path) -> 
 
 
 def test_windows_by_time_or_by_count() -> None:
-    records = [{"ts": START + timedelta(minutes=m), "n": m} for m in (3, 1, 2, 0)]
-    assert [r["n"] for r in select(records, since=START + timedelta(minutes=1))] == [1, 2, 3]
-    assert [r["n"] for r in select(records, until=START + timedelta(minutes=2))] == [0, 1]
-    assert [r["n"] for r in select(records, last=2)] == [2, 3]
+    records = [
+        Prediction(START + timedelta(minutes=m), f"r{m}", 0, "/predict", "v", 1.0, {}, float(m))
+        for m in (3, 1, 2, 0)
+    ]
+
+    def minutes(chosen: list[Prediction]) -> list[int]:
+        return [int(record.prediction) for record in chosen]
+
+    assert minutes(select(records, since=START + timedelta(minutes=1))) == [1, 2, 3]
+    assert minutes(select(records, until=START + timedelta(minutes=2))) == [0, 1]
+    assert minutes(select(records, last=2)) == [2, 3]
 
 
 def test_no_drift_exits_0_and_writes_an_offline_page(
@@ -176,6 +198,26 @@ def test_bad_settings_are_named(
 
 def test_an_empty_log_cannot_be_judged(model_dir: Path, tmp_path: Path) -> None:
     assert report(model_dir, tmp_path, "--log", str(write(tmp_path / "p.jsonl", []))) == CANNOT_RUN
+
+
+def test_drift_status_returns_the_verdict_and_writes_the_report(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """What a caller (the retraining flow) asks for; settings from params.yaml."""
+    version = version_of(model_dir)
+    shifted = synthetic_table(300, 5)
+    shifted["RM"] = (shifted["RM"] + 1.5).clip(upper=15)
+    calm = write(tmp_path / "calm", log_lines(version, synthetic_table(300, 5), model_dir))
+    moved = write(tmp_path / "moved", log_lines(version, shifted, model_dir))
+    assert drift_status([calm], model_dir, tmp_path / "a") == "no drift"
+    summary = json.loads((tmp_path / "a" / f"drift-{version}.json").read_text())
+    assert summary["status"] == "no drift"
+    assert (tmp_path / "a" / f"drift-{version}.html").is_file()
+    assert drift_status([calm, moved], model_dir, tmp_path / "b") == "drift"
+    assert drift_status([write(tmp_path / "empty", [])], model_dir, tmp_path / "c") == (
+        "cannot judge"
+    )
+    assert drift_status([calm], tmp_path / "no-model", tmp_path / "d") == "cannot judge"
 
 
 @pytest.mark.e2e
