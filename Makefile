@@ -122,12 +122,12 @@ performance: venv
 ## performance-calibration: false-alarm and detection rates of the degraded rule, by simulation
 .PHONY: performance-calibration
 performance-calibration: venv
-	python -m monitoring.degradation
+	python -m studies.degradation_calibration
 
 ## monitor-calibration: false-alarm and detection rates of the drift rule, by simulation
 .PHONY: monitor-calibration
 monitor-calibration: venv
-	python -m monitoring.calibration
+	python -m studies.drift_calibration
 
 ## retrain: the Prefect retraining flow on new rows (NEW=CSV or folder, or FEEDBACK=logs; SERVICE=URL)
 .PHONY: retrain
@@ -143,7 +143,7 @@ rollback: venv
 ## retrain-calibration: how often the promotion rule promotes a worse, equal or better challenger
 .PHONY: retrain-calibration
 retrain-calibration: venv
-	python -m flows.calibration
+	python -m studies.promotion_calibration
 
 ## container: build the image (docker, or podman here), run it, check /health and /predict
 .PHONY: container

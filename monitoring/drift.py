@@ -34,8 +34,8 @@ PSI_EPSILON = 1e-4
 class DriftSettings:
     """The rule's two knobs, fed from params.yaml's `monitoring:` block; checked on creation."""
 
-    alpha: float = 0.05
-    min_rows: int = 200
+    alpha: float
+    min_rows: int
 
     def __post_init__(self) -> None:
         alpha: object = self.alpha

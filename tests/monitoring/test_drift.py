@@ -115,7 +115,9 @@ def test_adjusted_p_values_are_benjamini_hochberg(reference: dict[str, Any]) -> 
 def test_too_small_window_is_reported_not_judged(reference: dict[str, Any]) -> None:
     rows = 199
     window = {"X": _normal(31, rows, 10.0), "Y": _normal(32, rows, 10.0), "C": np.ones(rows)}
-    verdict = judge(reference, window, _normal(33, rows, 10.0), DriftSettings(min_rows=200))
+    verdict = judge(
+        reference, window, _normal(33, rows, 10.0), DriftSettings(alpha=0.05, min_rows=200)
+    )
     assert verdict.too_small
     assert not verdict.drift
     assert verdict.columns == ()
@@ -164,7 +166,9 @@ def test_missing_rate_and_out_of_range_share_on_a_hand_made_window() -> None:
     reference_x = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, np.nan, np.nan])
     profile = _profile({"X": reference_x}, np.arange(12.0))
     window_x = np.array([np.nan, 0.0, 5.0, 11.0, np.nan, 10.0, 1.0, 3.0, 4.0, 6.0])
-    verdict = judge(profile, {"X": window_x}, np.arange(10.0), DriftSettings(min_rows=10))
+    verdict = judge(
+        profile, {"X": window_x}, np.arange(10.0), DriftSettings(alpha=0.05, min_rows=10)
+    )
     x = verdict.columns[0]
     assert x.rows == 8
     assert x.missing_rate == pytest.approx(0.2)
@@ -175,7 +179,7 @@ def test_missing_rate_and_out_of_range_share_on_a_hand_made_window() -> None:
 def test_a_column_with_no_values_cannot_be_tested() -> None:
     profile = _profile({"X": _normal(51, 100)}, _normal(52, 100))
     verdict = judge(
-        profile, {"X": np.full(50, np.nan)}, _normal(53, 50), DriftSettings(min_rows=50)
+        profile, {"X": np.full(50, np.nan)}, _normal(53, 50), DriftSettings(alpha=0.05, min_rows=50)
     )
     x = verdict.columns[0]
     assert (x.rows, x.statistic, x.p_value, x.drift) == (0, 0.0, 1.0, False)
@@ -187,7 +191,9 @@ def test_categories_unseen_in_the_reference_count() -> None:
     reference_c = np.array([1.0] * 60 + [2.0] * 40)
     profile = _profile({"C": reference_c}, _normal(61, 100), categorical=frozenset({"C"}))
     window_c = np.array([1.0] * 50 + [2.0] * 30 + [5.0] * 20)
-    verdict = judge(profile, {"C": window_c}, _normal(62, 100), DriftSettings(min_rows=100))
+    verdict = judge(
+        profile, {"C": window_c}, _normal(62, 100), DriftSettings(alpha=0.05, min_rows=100)
+    )
     c = verdict.columns[0]
     expected = stats.chi2_contingency([[60, 40, 0], [50, 30, 20]])
     assert c.statistic == pytest.approx(expected.statistic, abs=1e-12)
@@ -198,7 +204,9 @@ def test_categories_unseen_in_the_reference_count() -> None:
 
 def test_a_single_category_on_both_sides_has_p_one() -> None:
     profile = _profile({"C": np.zeros(100)}, _normal(71, 100), categorical=frozenset({"C"}))
-    verdict = judge(profile, {"C": np.zeros(80)}, _normal(72, 80), DriftSettings(min_rows=80))
+    verdict = judge(
+        profile, {"C": np.zeros(80)}, _normal(72, 80), DriftSettings(alpha=0.05, min_rows=80)
+    )
     c = verdict.columns[0]
     assert (c.statistic, c.p_value, c.drift) == (0.0, 1.0, False)
     assert c.wasserstein == 0.0  # the reference spread is 0
@@ -233,17 +241,17 @@ def test_the_window_must_match_the_profile(reference: dict[str, Any]) -> None:
 @pytest.mark.parametrize("alpha", [0, 1, 1.5, -0.1, float("nan"), True, "0.05"])
 def test_a_bad_alpha_is_named(alpha: Any) -> None:
     with pytest.raises(ValueError, match=r"monitoring\.alpha must lie strictly between 0 and 1"):
-        DriftSettings(alpha=alpha)
+        DriftSettings(alpha=alpha, min_rows=200)
 
 
 @pytest.mark.parametrize("min_rows", [0, -5, 2.5, 0.0, True, "200"])
 def test_a_bad_min_rows_is_named(min_rows: Any) -> None:
     with pytest.raises(ValueError, match=r"monitoring\.min_rows must be a whole number >= 1"):
-        DriftSettings(min_rows=min_rows)
+        DriftSettings(alpha=0.05, min_rows=min_rows)
 
 
 def test_a_whole_float_min_rows_is_read_as_an_int() -> None:
-    settings = DriftSettings(min_rows=200.0)  # type: ignore[arg-type]
+    settings = DriftSettings(alpha=0.05, min_rows=200.0)  # type: ignore[arg-type]
     assert settings.min_rows == 200
     assert type(settings.min_rows) is int
 

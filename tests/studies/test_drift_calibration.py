@@ -1,18 +1,16 @@
-"""The calibration benchmark's core, with a handful of trials: its output and its sanity."""
+"""The drift rule's calibration study, with a handful of trials: its output and its sanity."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from monitoring import calibration
-from monitoring.calibration import (
-    REFERENCE_ROWS,
+from monitoring.drift import DriftSettings
+from stages.contract import model_features
+from studies.drift_calibration import (
     Case,
     FloatArray,
     Population,
@@ -24,18 +22,21 @@ from monitoring.calibration import (
     simulate,
     table,
     targets,
-    wilson,
 )
-from monitoring.drift import DriftSettings
-from stages.contract import model_features
-from tests.conftest import REPO
+from studies.simulation import PipelineParams
+from tests.conftest import RAW_DATA, REPO
 
-RAW_DATA = Path(__file__).resolve().parents[2] / "data" / "raw" / "HousingData.csv"
+SMALL = DriftSettings(alpha=0.05, min_rows=100)
 
 
 @pytest.fixture(scope="module")
-def population() -> Population:
-    return fit_population(pd.read_csv(RAW_DATA))
+def params() -> PipelineParams:
+    return PipelineParams.read(REPO / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def population(params: PipelineParams) -> Population:
+    return fit_population(pd.read_csv(RAW_DATA), params)
 
 
 def test_the_copula_keeps_the_columns_facts(population: Population) -> None:
@@ -76,9 +77,7 @@ def test_a_huge_shift_is_always_detected_and_the_rows_are_complete(
         return window
 
     cases = [Case("no drift", lambda window, rng: window, False), Case("huge", huge, True)]
-    rows = simulate(
-        population, cases, trials=3, seed=0, sizes=(100,), settings=DriftSettings(min_rows=100)
-    )
+    rows = simulate(population, cases, trials=3, seed=0, settings=SMALL, sizes=(100,))
     assert [(row.case, row.rows, row.trials, row.min_rows) for row in rows] == [
         ("no drift", 100, 3, 100),
         ("huge", 100, 3, 100),
@@ -100,16 +99,15 @@ def test_a_huge_shift_is_always_detected_and_the_rows_are_complete(
 
 def test_the_same_seed_gives_the_same_counts(population: Population) -> None:
     cases = default_cases(population)[:2]
-    settings = DriftSettings(min_rows=100)
-    first = simulate(population, cases, trials=2, seed=5, sizes=(100,), settings=settings)
-    again = simulate(population, cases, trials=2, seed=5, sizes=(100,), settings=settings)
+    first = simulate(population, cases, trials=2, seed=5, settings=SMALL, sizes=(100,))
+    again = simulate(population, cases, trials=2, seed=5, settings=SMALL, sizes=(100,))
     assert [(r.ours, r.naive, r.columns) for r in first] == [
         (r.ours, r.naive, r.columns) for r in again
     ]
 
 
 def test_real_rows_use_windows_of_one_hundred_held_out_tracts(population: Population) -> None:
-    rows = real_rows(population, trials=2, seed=0)
+    rows = real_rows(population, trials=2, seed=0, alpha=0.05)
     assert [row.case for row in rows] == [
         "real tracts, one split",
         "real tracts, one split, OOF reference",
@@ -117,7 +115,7 @@ def test_real_rows_use_windows_of_one_hundred_held_out_tracts(population: Popula
     ]
     assert all(row.rows == row.min_rows == 100 and row.trials == 2 for row in rows)
     assert [row.independent for row in rows] == [False, False, True]
-    assert population.real.shape[0] - REFERENCE_ROWS == 101
+    assert population.real.shape[0] - population.reference_rows == 101
     assert "(one split)" in table(rows)
 
 
@@ -130,15 +128,9 @@ def test_a_target_is_missed_only_when_the_interval_excludes_it() -> None:
     assert [check.status for check in targets([row(30, 200)])] == ["MISSED"]  # 15% [10.7, 20.6]
 
 
-def test_wilson_interval() -> None:
-    low, high = wilson(0, 10)
-    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
-    low, high = wilson(5, 10)
-    assert low == pytest.approx(1 - high) and low == pytest.approx(0.2366, abs=1e-4)
-
-
 def test_the_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--data", str(RAW_DATA), "--trials", "1", "--seed", "3"])
+    code = main(["--data", str(RAW_DATA), "--params", str(REPO / "params.yaml"), "--trials", "1",
+                 "--seed", "3"])  # fmt: skip
     out = capsys.readouterr().out
     assert code in (0, 1)
     assert "| case | window rows | min_rows | trials |" in out
@@ -148,14 +140,15 @@ def test_the_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> Non
         main(["--trials", "0"])
 
 
-def test_its_settings_are_the_pipelines() -> None:
-    """One home for each fact: the benchmark's constants must equal params.yaml and dvc.yaml."""
-    params: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
-    pipeline: dict[str, Any] = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    paths = {name: path for block in pipeline["vars"] for name, path in block.items()}
-    assert params["monitoring"]["reference_bins"] == calibration.BINS
-    assert params["monitoring"]["alpha"] == calibration.ALPHA
-    assert params["features"]["drop"] == calibration.DROP
-    assert params["tune"]["cv"]["folds"] == calibration.OOF_FOLDS
-    assert round(506 * (1 - params["preprocess"]["test_size"])) == calibration.REFERENCE_ROWS
-    assert paths["raw"] == calibration.DEFAULT_DATA
+def test_its_settings_are_the_pipelines(tmp_path: Path) -> None:
+    """The study reads the split, folds and bins from params.yaml, as the pipeline does."""
+    text = (REPO / "params.yaml").read_text()
+    text = text.replace("test_size: 0.2", "test_size: 0.25").replace("drop: [B]", "drop: []")
+    changed = tmp_path / "params.yaml"
+    changed.write_text(text)
+    params = PipelineParams.read(changed)
+    assert (params.test_size, params.drop) == (0.25, [])
+    population = fit_population(pd.read_csv(RAW_DATA), params)
+    assert population.reference_rows == 506 - round(506 * 0.25)
+    assert "B" in population.features
+    assert population.bins == params.reference_bins

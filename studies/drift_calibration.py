@@ -1,26 +1,26 @@
-"""Calibration benchmark of the drift rule: how often it fires without drift, and with it.
+"""Calibration of the drift rule: how often it fires without drift, and with it.
 
-`python -m monitoring.calibration [--data CSV] [--trials N] [--seed S]` prints a table.
+`python -m studies.drift_calibration [--data CSV] [--params YAML] [--trials N] [--seed S]` prints
+a table; `make monitor-calibration` runs it.
 
-The population is a Gaussian copula with the empirical marginals, fitted to the 506 tracts: the
+The population is a Gaussian copula with the empirical marginals, fitted to the real tracts: the
 normal scores of each column's ranks give a correlation matrix; a draw is a multivariate normal
 sample mapped to uniforms and then to each column's empirical quantile (interpolated for the float
 columns; the lower empirical quantile for the integer and binary ones, which keeps RAD and CHAS on
 their observed values). So the simulated tracts keep the real marginals and rank correlations, and
 there are as many fresh reference and window draws as trials need.
 
-The prediction column comes from a stand-in model, scikit-learn's HistGradientBoostingRegressor
-(random_state 0, max_iter 200) behind a median imputer like the served model's, fitted once on the
-real rows. The benchmark measures the rule, not the model: it only needs a prediction column that
-reacts to input shifts the way the served model's does, and a fixed stand-in keeps every trial
-deterministic and fast.
+The prediction column comes from the studies' stand-in model (studies.simulation.stand_in), fitted
+once on the real rows: the study measures the rule, not the model, and only needs a prediction
+column that reacts to input shifts the way the served model's does.
 
-Each trial draws a fresh 405-row reference (the training split's size), profiles it with
-monitoring.profile.build_profile (the export stage's own builder), draws one fresh window per size,
-applies every case to it and judges. Our rule (KS / chi-square, Benjamini-Hochberg at alpha) is
-shown next to the naive rule "any column's raw p-value below alpha". A final block uses real
-tracts: 80/20 splits of the 506 rows, windows of 100 held-out tracts, so min_rows is lowered to 100
-there.
+Each trial draws a fresh reference of the training split's size (params.yaml's
+preprocess.test_size), profiles it with stages.profile.build_profile (the export stage's own
+builder, with monitoring.reference_bins), draws one fresh window per size, applies every case to
+it and judges. Our rule (KS / chi-square, Benjamini-Hochberg at monitoring.alpha) is shown next to
+the naive rule "any column's raw p-value below alpha". A final block uses real tracts: splits of
+the real rows as the preprocess stage sizes them, windows of REAL_WINDOW held-out tracts, so
+min_rows is lowered to REAL_WINDOW there.
 
 The shifted feature is LSTAT, the strongest single predictor, so a shift also moves the prediction.
 The gaps case is there to show a limit: the rule tests the distribution of the values present, so
@@ -30,14 +30,11 @@ The exit status is 1 when a target is missed beyond noise (see Check).
 
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -45,8 +42,6 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 from sklearn.base import clone
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.impute import SimpleImputer
 from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
@@ -54,20 +49,23 @@ from threadpoolctl import threadpool_limits
 from monitoring.drift import DriftSettings, Verdict, judge
 from stages.contract import FEATURES, TARGET, model_features
 from stages.profile import build_profile
+from studies.simulation import (
+    THREADS,
+    PipelineParams,
+    read_data,
+    simulation_parser,
+    stand_in,
+    wilson,
+)
 
 FloatArray = npt.NDArray[np.float64]
 Transform = Callable[[FloatArray, np.random.Generator], FloatArray]
 
-DEFAULT_DATA = "data/raw/HousingData.csv"
 DEFAULT_TRIALS = 200
 DEFAULT_SEED = 20240601
 SIZES = (200, 500, 1000)
-REFERENCE_ROWS = 405  # the training split: 80% of 506
-BINS = 10  # params.yaml monitoring.reference_bins
-DROP = ["B"]  # params.yaml features.drop: the benchmark profiles the default model inputs
-ALPHA = 0.05
-REAL_WINDOW = 100  # windows of real held-out tracts: at most the 101 an 80/20 split holds out
-OOF_FOLDS = 10  # the export stage's out-of-fold reference predictions (tune.cv.folds)
+# windows of real held-out tracts: no more than a test split holds out
+REAL_WINDOW = 100
 # Targets the rule is held to; checked and printed after the table.
 MAX_FALSE_ALARMS = 0.05
 MIN_DETECTION = 0.80
@@ -77,9 +75,6 @@ SHIFTED = "LSTAT"  # the strongest single predictor, so the prediction column mo
 GAP_COLUMNS = ("LSTAT", "CRIM")
 GAP_SHARE = 0.2
 SCALE = 1.1
-# The benchmark makes thousands of small model calls; OpenMP threads do not pay off on them, and on
-# a busy 2-core machine they spin against each other (a 0.25 s fit took 43 s with 2 threads).
-THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,8 @@ class Case:
 
 @dataclass(frozen=True)
 class Population:
-    """Everything fitted once on the real table: the column facts, the copula, the stand-in."""
+    """Everything fixed once: the column facts, the copula and the stand-in fitted to the real
+    table, and the pipeline's split, folds and profile bins."""
 
     features: tuple[str, ...]
     categorical: frozenset[str]
@@ -133,6 +129,9 @@ class Population:
     sd: dict[str, float]  # each input's standard deviation over the real rows (ddof=1)
     copula: Copula
     model: Pipeline
+    reference_rows: int  # the training split's size
+    folds: int  # the export stage's folds for its out-of-fold reference predictions
+    bins: int  # the reference profile's bins
 
     def predict(self, inputs: FloatArray) -> FloatArray:
         with threadpool_limits(limits=THREADS):
@@ -160,20 +159,9 @@ class Row:
         self.columns.update(verdict.drifted())
 
 
-def stand_in() -> Pipeline:
-    return Pipeline(
-        [
-            # the served model imputes gaps with the training median; a bare HistGradientBoosting
-            # fitted without gaps would send them all down its majority branches instead
-            ("impute", SimpleImputer(strategy="median")),
-            ("model", HistGradientBoostingRegressor(random_state=0, max_iter=200)),
-        ]
-    )
-
-
-def fit_population(table: pd.DataFrame) -> Population:
+def fit_population(table: pd.DataFrame, params: PipelineParams) -> Population:
     """Fit the copula and the stand-in model to the real table's complete rows."""
-    features = model_features(DROP)
+    features = model_features(params.drop)
     missing = [name for name in [*features, TARGET.name] if name not in table.columns]
     if missing:
         raise ValueError(f"the data lacks column(s) {missing}")
@@ -192,6 +180,9 @@ def fit_population(table: pd.DataFrame) -> Population:
         sd={name: float(real[:, j].std(ddof=1)) for j, name in enumerate(features)},
         copula=Copula.fit(real, discrete),
         model=model,
+        reference_rows=len(real) - params.test_rows(len(real)),
+        folds=params.folds,
+        bins=params.reference_bins,
     )
 
 
@@ -243,7 +234,7 @@ def _profile(
         categorical=set(population.categorical),
         predictions=predictions,
         model_version="calibration-stand-in",
-        bins=BINS,
+        bins=population.bins,
     )
 
 
@@ -263,11 +254,11 @@ def simulate(
     cases: Sequence[Case],
     trials: int,
     seed: int,
+    settings: DriftSettings,
     sizes: Sequence[int] = SIZES,
-    settings: DriftSettings | None = None,
 ) -> list[Row]:
     """Copula trials: a fresh reference per trial, a fresh window per size, every case on it."""
-    settings = settings or DriftSettings(alpha=ALPHA)
+    reference_rows = population.reference_rows
     rows = {
         (case.name, size): Row(case.name, size, settings.min_rows, trials, case.drift)
         for size in sizes
@@ -275,7 +266,7 @@ def simulate(
     }
     for sequence in np.random.SeedSequence(seed).spawn(trials):
         rng = np.random.default_rng(sequence)
-        reference = population.copula.sample(REFERENCE_ROWS, rng)
+        reference = population.copula.sample(reference_rows, rng)
         windows: list[tuple[Row, FloatArray]] = []
         for size in sizes:
             base = population.copula.sample(size, rng)
@@ -284,8 +275,8 @@ def simulate(
             ]
         # one predict call per trial: the tree ensemble's per-call overhead dominates otherwise
         predictions = population.predict(np.vstack([reference, *(w for _, w in windows)]))
-        profile = _profile(population, reference, predictions[:REFERENCE_ROWS])
-        start = REFERENCE_ROWS
+        profile = _profile(population, reference, predictions[:reference_rows])
+        start = reference_rows
         for row, window in windows:
             stop = start + window.shape[0]
             verdict = _judge(population, profile, window, predictions[start:stop], settings)
@@ -294,17 +285,22 @@ def simulate(
     return list(rows.values())
 
 
-def real_rows(population: Population, trials: int, seed: int) -> list[Row]:
-    """Real tracts, no drift by construction: 80/20 splits, windows of 100 held-out tracts.
+def real_rows(population: Population, trials: int, seed: int, alpha: float) -> list[Row]:
+    """Real tracts, no drift by construction: train/test splits, windows of held-out tracts.
 
-    One seeded split with windows drawn from its 101 held-out tracts (the trials then share 99 or
-    more rows, so they are not independent: the share says what this one split does), the same
+    One seeded split with windows drawn from its held-out tracts (the trials then share most of
+    their rows, so they are not independent: the share says what this one split does), the same
     split with out-of-fold reference predictions as the export stage makes them, and a fresh split
     per trial (independent trials, a false-alarm rate on real data).
     """
-    settings = DriftSettings(alpha=ALPHA, min_rows=REAL_WINDOW)
-    total = population.real.shape[0]
-    held = total - REFERENCE_ROWS
+    settings = DriftSettings(alpha=alpha, min_rows=REAL_WINDOW)
+    total, reference_rows = population.real.shape[0], population.reference_rows
+    held = total - reference_rows
+    if held < REAL_WINDOW:
+        raise ValueError(
+            f"a test split of {held} tracts cannot hold windows of {REAL_WINDOW}; "
+            "raise preprocess.test_size or use more tracts"
+        )
     fixed = Row("real tracts, one split", REAL_WINDOW, REAL_WINDOW, trials, False, False)
     oof = Row(
         "real tracts, one split, OOF reference", REAL_WINDOW, REAL_WINDOW, trials, False, False
@@ -312,7 +308,7 @@ def real_rows(population: Population, trials: int, seed: int) -> list[Row]:
     fresh = Row("real tracts, fresh split per trial", REAL_WINDOW, REAL_WINDOW, trials, False)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     order = rng.permutation(total)
-    train, test = order[:REFERENCE_ROWS], order[REFERENCE_ROWS:]
+    train, test = order[:reference_rows], order[reference_rows:]
     reference, held_out = population.real[train], population.real[test]
     predictions = population.predict(population.real)
     in_sample = _profile(population, reference, predictions[train])
@@ -320,7 +316,7 @@ def real_rows(population: Population, trials: int, seed: int) -> list[Row]:
     # as its reference, its own predictions on the held-out tracts
     with threadpool_limits(limits=THREADS):
         local = clone(population.model).fit(reference, population.target[train])
-        folds = KFold(n_splits=OOF_FOLDS, shuffle=True, random_state=seed)
+        folds = KFold(n_splits=population.folds, shuffle=True, random_state=seed)
         out_of_fold = cross_val_predict(
             clone(population.model), reference, population.target[train], cv=folds
         )
@@ -330,30 +326,19 @@ def real_rows(population: Population, trials: int, seed: int) -> list[Row]:
         pick = rng.choice(held, REAL_WINDOW, replace=False)
         window = held_out[pick]
         fixed.record(
-            _judge(population, in_sample, window, predictions[test][pick], settings), ALPHA
+            _judge(population, in_sample, window, predictions[test][pick], settings), alpha
         )
         oof.record(
-            _judge(population, oof_profile, window, local_predictions[pick], settings), ALPHA
+            _judge(population, oof_profile, window, local_predictions[pick], settings), alpha
         )
         split = rng.permutation(total)
-        train_rows, window_rows = split[:REFERENCE_ROWS], split[REFERENCE_ROWS:][:REAL_WINDOW]
+        train_rows, window_rows = split[:reference_rows], split[reference_rows:][:REAL_WINDOW]
         profile = _profile(population, population.real[train_rows], predictions[train_rows])
         verdict = _judge(
             population, profile, population.real[window_rows], predictions[window_rows], settings
         )
-        fresh.record(verdict, ALPHA)
+        fresh.record(verdict, alpha)
     return [fixed, oof, fresh]
-
-
-def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion (sensible at 0 and at n successes too)."""
-    if trials == 0:
-        return 0.0, 1.0
-    share = successes / trials
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
-    half /= 1 + z * z / trials
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _share(successes: int, row: Row) -> str:
@@ -423,44 +408,27 @@ def targets(rows: Sequence[Row]) -> list[Check]:
     return checks
 
 
-def share_cell(count: int, trials: int) -> str:
-    """A simulated rate with its 95% Wilson interval, as the benchmarks print it."""
-    low, high = wilson(count, trials)
-    return f"{count / trials:6.1%} [{low:.1%}, {high:.1%}]"
-
-
-def simulation_parser(doc: str | None, trials: int, seed: int) -> argparse.ArgumentParser:
-    """The options every simulation benchmark takes: the real data, the trials, the seed."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
-    parser.add_argument("--data", type=Path, default=Path(DEFAULT_DATA))
-    parser.add_argument("--trials", type=_positive, default=trials)
-    parser.add_argument("--seed", type=int, default=seed)
-    return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     args = simulation_parser(__doc__, DEFAULT_TRIALS, DEFAULT_SEED).parse_args(argv)
+    params = PipelineParams.read(args.params)
+    settings = DriftSettings(alpha=params.alpha, min_rows=params.min_rows)
 
     started = time.perf_counter()
-    population = fit_population(pd.read_csv(args.data))
+    data, frame = read_data(args)
+    population = fit_population(frame, params)
     cases = default_cases(population)
-    rows = simulate(population, cases, args.trials, args.seed)
-    rows += real_rows(population, args.trials, args.seed)
+    rows = simulate(population, cases, args.trials, args.seed, settings)
+    rows += real_rows(population, args.trials, args.seed, params.alpha)
     elapsed = time.perf_counter() - started
 
     print(
         f"Drift rule calibration: {args.trials} trials, seed {args.seed}, "
-        f"{population.real.shape[0]} real tracts from {args.data}, inputs "
-        f"{', '.join(population.features)}; reference {REFERENCE_ROWS} rows; alpha {ALPHA}.\n"
-        "Copula rows: fresh reference and window per trial. Real rows: 80/20 splits of the real "
-        f"tracts, windows of {REAL_WINDOW} held-out tracts (min_rows lowered to {REAL_WINDOW}).\n"
+        f"{population.real.shape[0]} real tracts from {data}, inputs "
+        f"{', '.join(population.features)}; reference {population.reference_rows} rows; "
+        f"alpha {params.alpha}.\n"
+        f"Copula rows: fresh reference and window per trial. Real rows: splits of the real tracts "
+        f"with a test share of {params.test_size:g}, windows of {REAL_WINDOW} held-out tracts "
+        f"(min_rows lowered to {REAL_WINDOW}).\n"
     )
     print(table(rows))
     print()
