@@ -15,13 +15,16 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
+
+from api import multiprocess
 
 APP = "api.main:app"
 # uvicorn's HTTP protocol with the gap in its graceful shutdown closed (api.draining)
@@ -175,6 +178,21 @@ class Supervisor(Multiprocess):
                     os.kill(process.pid, signal.SIGHUP)
 
 
+@contextlib.contextmanager
+def _shared_metrics_folder() -> Iterator[None]:
+    """The workers' metrics folder (api.multiprocess): the operator's PROMETHEUS_MULTIPROC_DIR,
+    else one this process makes for its workers and removes when they have stopped."""
+    if os.environ.get(multiprocess.ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="boston-api-metrics-") as folder:
+        os.environ[multiprocess.ENV] = folder  # inherited by the workers it spawns
+        try:
+            yield
+        finally:
+            del os.environ[multiprocess.ENV]
+
+
 def serve(launch: Launch) -> None:
     """What uvicorn.run does: a supervisor of several workers, else one server in this process.
 
@@ -196,7 +214,8 @@ def serve(launch: Launch) -> None:
     if config.workers > 1:
         sock = _tcp_socket(config)
         try:
-            Supervisor(config, sockets=[sock]).run()
+            with _shared_metrics_folder():
+                Supervisor(config, sockets=[sock]).run()
         finally:
             sock.close()
         return

@@ -1,23 +1,25 @@
-"""Prometheus metrics and the structured prediction log: what the service tells its operators."""
+"""Prometheus metrics: what the service tells its operators (the log is prediction_log.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
-import sys
 import threading
-import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
@@ -79,17 +81,18 @@ class Metrics:
         for quantile in _REFERENCE_QUANTILES:
             self.reference_prediction.labels(str(quantile)).set(np.quantile(reference, quantile))
 
-    def exposition(self) -> bytes:
-        """The Prometheus text format: this process's figures, or all the workers' summed."""
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text format and its media type: this process's figures, or all the
+        workers' summed."""
         if self.directory is None:
-            return generate_latest(self.registry)
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(self.directory))  # type: ignore[no-untyped-call]
         # the bulk collectors sum every worker's tally themselves
         registry.register(self.predictions)
         if self.inputs is not None:
             registry.register(self.inputs)
-        return generate_latest(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
     async def flush_every(self, seconds: float) -> None:
         """With several workers, count buffered input rows at least every `seconds`: a scrape
@@ -313,90 +316,3 @@ def _bucket_bounds(reference: dict[str, Any]) -> list[float]:
     if reference["kind"] == "categorical":
         return sorted(float(level) for level in reference["categories"])
     return [float(edge) for edge in reference["quantile_edges"]]
-
-
-_NEWLINE = orjson.OPT_APPEND_NEWLINE
-
-
-class PredictionLog:
-    """One JSON line per prediction: the raw material for later drift analysis.
-
-    Lines are written straight to the sink, line-buffered, under a lock (batch lines are written
-    from a worker thread): the logging module's machinery cost more than the model on /predict.
-    """
-
-    def __init__(self, sink: str, sample_rate: float) -> None:
-        self.sample_rate = sample_rate
-        self._owned = sink not in ("stdout", "stderr")
-        self._stream: BinaryIO = (
-            open(sink, "ab")  # noqa: SIM115 - closed in close()
-            if self._owned
-            else (sys.stdout if sink == "stdout" else sys.stderr).buffer
-        )
-        self._lock = threading.Lock()
-        self._random = random.Random()
-        self._second, self._second_text = -1, ""
-
-    def _timestamp(self) -> str:
-        """Now, as ISO 8601 in UTC to the millisecond; the text up to the second is made once a
-        second (datetime's isoformat on every line cost a fifth of a /predict line)."""
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._second, self._second_text = second, text
-        return f"{self._second_text}.{int((now - second) * 1000):03d}+00:00"
-
-    def record(
-        self,
-        *,
-        request_id: str,
-        route: str,
-        model_version: str,
-        inputs: Sequence[dict[str, Any]],
-        predictions: Sequence[float],
-        latency_ms: float,
-    ) -> None:
-        # The fields shared by every line of the request are encoded once and spliced in front of
-        # each row's own: five times cheaper than one whole record per row on a 10,000-row batch.
-        shared = {
-            "ts": self._timestamp(),
-            "event": "prediction",
-            "request_id": request_id,
-            "route": route,
-            "model_version": model_version,
-            "latency_ms": round(latency_ms, 3),
-        }
-        if len(inputs) == 1:  # /predict: one line, encoded in one go
-            if self._sampled():
-                line = {**shared, "row": 0, "inputs": inputs[0], "prediction": predictions[0]}
-                self._write(orjson.dumps(line, option=_NEWLINE))
-            return
-        head = orjson.dumps(shared)[:-1] + b","  # '{...,' : the object left open
-        lines = []
-        for number, (row, prediction) in enumerate(zip(inputs, predictions, strict=True)):
-            if not self._sampled():
-                continue
-            # the row's place in its request: what a label for a batch names (api/feedback.py)
-            own = orjson.dumps(
-                {"row": number, "inputs": row, "prediction": prediction}, option=_NEWLINE
-            )
-            lines.append(head + own[1:])  # own without its opening brace closes the object
-        if lines:
-            self._write(b"".join(lines))
-
-    def append(self, records: Sequence[dict[str, Any]]) -> None:
-        """Other events (labels), one JSON line each, never sampled."""
-        self._write(b"".join(orjson.dumps(record, option=_NEWLINE) for record in records))
-
-    def _sampled(self) -> bool:
-        return self.sample_rate >= 1.0 or self._random.random() < self.sample_rate
-
-    def _write(self, lines: bytes) -> None:
-        with self._lock:
-            self._stream.write(lines)
-            self._stream.flush()  # a line is only useful to a log shipper once written
-
-    def close(self) -> None:
-        if self._owned:
-            self._stream.close()

@@ -1,10 +1,11 @@
 """The OpenAPI document: request schemas built from the model card, every status a route answers.
 
-FastAPI documents what it can see in the handlers; the rest is declared here, in one place: the
-card-built request bodies (the routes read their bodies themselves, for speed), MLflow's four
-scoring formats for /invocations, and the answers the middleware gives before a handler runs
-(408, 413, 415, 429) with their bodies and headers. Schemathesis checks the document against the
-live service (tests/api/test_fuzz.py).
+FastAPI documents what it can see in the handlers; the rest is added here, in one place, the way
+FastAPI's docs extend the document (`app.openapi` overridden): the card-built request bodies (the
+card can change with a reload, so the routes validate with the schema of the model serving now),
+MLflow's four scoring formats for /invocations, and the answers the middleware gives before a
+handler runs (408, 413, 415, 429) with their bodies and headers. Schemathesis checks the document
+against the live service (tests/api/test_fuzz.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.dependencies import API_KEY_HEADER
-
 _BODY_SCHEMAS = {
     "/predict": "House",
     "/predict/batch": "Batch",
@@ -24,19 +23,11 @@ _BODY_SCHEMAS = {
 }
 _REF = "#/components/schemas/{model}"
 
-# Filled in by openapi() with the card's schemas; the key header is checked in the route.
-PREDICTION_ROUTE: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
-    "parameters": [
-        {
-            "name": API_KEY_HEADER,
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-            "description": "required when the service is configured with BOSTON_API_API_KEY",
-        }
-    ],
-}
+
+def body_declared_later() -> dict[str, Any]:
+    """A route's `openapi_extra`: a JSON body, its schema filled in by openapi() from the card."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
+
 
 _PROBLEM = {
     "type": "object",
@@ -65,12 +56,6 @@ _VALIDATION_PROBLEM = {
         }
     },
     "required": ["detail"],
-}
-_PREDICTIONS = {
-    "type": "object",
-    "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
-    "required": ["predictions"],
-    "description": "MEDV ($1000s) per row, in the order sent, as `mlflow models serve` answers",
 }
 _RATE_HEADERS = {
     "RateLimit-Limit": "requests allowed in the window of the limit that decided",
@@ -133,15 +118,10 @@ def openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.update(
-        Problem=_PROBLEM, ValidationProblem=_VALIDATION_PROBLEM, Predictions=_PREDICTIONS
-    )
+    components.update(Problem=_PROBLEM, ValidationProblem=_VALIDATION_PROBLEM)
     for (path, method), answers in _ROUTE_ANSWERS.items():
         responses = schema["paths"][path][method]["responses"]
         responses.update(answers)
-    invocation = schema["paths"]["/invocations"]["post"]["responses"]["200"]
-    predictions = {"$ref": _REF.format(model="Predictions")}
-    invocation["content"] = {"application/json": {"schema": predictions}}
     if current is None:
         return schema  # no card yet: documented without request schemas, and not cached
     for name, validator in (("House", current.house), ("Batch", current.batch)):
@@ -150,12 +130,9 @@ def openapi(app: FastAPI) -> dict[str, Any]:
         components[name] = body
     max_rows = app.state.settings.max_batch_rows
     components["Invocation"] = _invocation(components["House"], max_rows)
-    components["Label"] = current.label.json_schema(ref_template=_REF)
-    label = {"$ref": _REF.format(model="Label")}
-    components["Feedback"] = {
-        "oneOf": [label, {"type": "array", "items": label, "minItems": 1, "maxItems": max_rows}],
-        "description": "one label, or a list of them",
-    }
+    feedback = current.feedback.json_schema(ref_template=_REF)
+    components.update(feedback.pop("$defs", {}))
+    components["Feedback"] = {**feedback, "description": "one label, or a list of them"}
     for path, name in _BODY_SCHEMAS.items():
         content = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         content["schema"] = {"$ref": _REF.format(model=name)}

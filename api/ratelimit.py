@@ -141,7 +141,7 @@ class RateLimiter:
         routes: Sequence[BaseRoute],
     ) -> None:
         """`key_header`: the API key's header when the service has a key, else None; `routes`:
-        the app's, to name the route a refused request was for in the request metrics."""
+        the app's routes, to name the route a refused request was for in the request metrics."""
         self.limits = limits
         self.windows = windows
         self.key_header = key_header.lower().encode() if key_header else None

@@ -16,7 +16,7 @@ import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import TypeAdapter
@@ -24,9 +24,12 @@ from pydantic import TypeAdapter
 from api.columnar import ColumnarValidator
 from api.feedback import Answered
 from api.model_store import ModelUnavailable, ServedModel, load
-from api.observability import Metrics, PredictionLog
-from api.schemas import Label, Row, label_types, validators
+from api.schemas import Row, feedback_type, validators
 from api.settings import Settings
+
+if TYPE_CHECKING:  # imported by the lifespan, once the metrics folder is known (api.multiprocess)
+    from api.observability import Metrics
+    from prediction_log import PredictionLog
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +50,8 @@ class Serving:
     # column-wise bodies, with the row schema's messages
     columnar: ColumnarValidator
     ignored_inputs: list[str]
-    # POST /feedback: one label, and a list of them
-    label: TypeAdapter[Label]
-    labels: TypeAdapter[list[Label]]
+    # POST /feedback: one label, or a list of them
+    feedback: TypeAdapter[Any]
 
     @property
     def sha256(self) -> str:
@@ -64,11 +66,11 @@ def prepare(settings: Settings) -> Serving:
         columnar = ColumnarValidator(model.card, house, model.inputs)
         used = set(model.inputs)
         ignored = [f["name"] for f in model.card["features"] if f["name"] not in used]
-        label, labels = label_types(model.card, settings.max_batch_rows)
+        feedback = feedback_type(model.card, settings.max_batch_rows)
     except (KeyError, TypeError) as error:
         # a card without the fields the contract promises is as unusable as a missing one
         raise ModelUnavailable(f"malformed card: {error!r}") from None
-    return Serving(model, house, batch, columnar, ignored, label, labels)
+    return Serving(model, house, batch, columnar, ignored, feedback)
 
 
 @dataclass(frozen=True)
@@ -173,10 +175,9 @@ class Runtime:
 
 
 def _freeze_heap() -> None:
-    """Leave what is alive now (the model's 1,000 trees and the libraries, some 170,000 objects)
-    out of the garbage collector's full passes, which otherwise walk all of it every few
-    thousand requests: about 65 ms each time, a pause that comes out of /predict's throughput
-    (README, Speed). First, whatever a reload just replaced is collected: a frozen object in a
+    """Leave what is alive now (the model's trees and the libraries) out of the garbage
+    collector's full passes, which would otherwise walk all of it again and again while the
+    service answers. First, whatever a reload just replaced is collected: a frozen object in a
     reference cycle would never be."""
     gc.unfreeze()
     gc.collect()

@@ -7,7 +7,18 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
+    create_model,
+)
 
 # pydantic needs typing_extensions' TypedDict on Python < 3.12; its fields come from the card at
 # run time, which a static checker cannot follow, hence Any.
@@ -31,7 +42,23 @@ def _whole(value: float | None) -> float | None:
 # One house as the API hands it on: feature name -> value, None (or absent) where unknown.
 Row = dict[str, float | None]
 
-_KIND_CHECKS = {"binary": [AfterValidator(_binary)], "integer": [AfterValidator(_whole)]}
+
+def _kind_rules(rule: FieldRule) -> list[Any]:
+    """What a field's kind adds to its bounds: the check, and the JSON Schema stating it, so a
+    client generated from the document sends only what the service accepts."""
+    if rule.kind == "binary":
+        return [
+            AfterValidator(_binary),
+            WithJsonSchema({"enum": [0, 1], "description": _described(rule)}),
+        ]
+    if rule.kind == "integer":
+        schema = {"type": "integer", "minimum": rule.minimum, "maximum": rule.maximum}
+        return [AfterValidator(_whole), WithJsonSchema({**schema, "description": _described(rule)})]
+    return []
+
+
+def _described(rule: FieldRule) -> str:
+    return f"{rule.description} [{rule.minimum}, {rule.maximum}]"
 
 
 @dataclass(frozen=True)
@@ -79,9 +106,9 @@ def house_type(card: dict[str, Any]) -> Any:
             ge=rule.minimum,
             le=rule.maximum,
             allow_inf_nan=False,
-            description=f"{rule.description} [{rule.minimum}, {rule.maximum}]",
+            description=_described(rule),
         )
-        value_type = Annotated[float, bounds, *_KIND_CHECKS.get(rule.kind, [])]
+        value_type = Annotated[float, bounds, *_kind_rules(rule)]
         if rule.nullable:
             fields[rule.name] = NotRequired[value_type | None]
         elif rule.required:
@@ -135,9 +162,16 @@ class BatchPrediction(BaseModel):
     ignored_inputs: list[str]
 
 
-def label_types(card: dict[str, Any], max_rows: int) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
-    """Validators of POST /feedback's body, one label or a list of them, with the outcome held to
-    the bounds the card's contract gives the target."""
+class Predictions(BaseModel):
+    """MEDV ($1000s) per row, in the order sent, as `mlflow models serve` answers."""
+
+    predictions: list[float]
+
+
+def feedback_type(card: dict[str, Any], max_rows: int) -> TypeAdapter[Any]:
+    """POST /feedback's body, one label or a list of them, with the outcome held to the bounds the
+    card's contract gives the target. Which of the two is told by the JSON itself (an object or an
+    array); errors carry that choice as their first loc item, "one" or "many"."""
     target = card["target"]
     actual = Annotated[
         float,
@@ -152,11 +186,23 @@ def label_types(card: dict[str, Any], max_rows: int) -> tuple[TypeAdapter[Any], 
     ]
     row = Annotated[
         int,
+        BeforeValidator(_whole_int),
         Field(strict=True, ge=0, lt=max_rows, description="the row of a batch (0 for /predict)"),
     ]
     label = create_model("Label", __base__=Label, actual=(actual, ...), row=(row, 0))
     labels = Annotated[list[label], Field(min_length=1, max_length=max_rows)]
-    return TypeAdapter(label), TypeAdapter(labels)
+    body = Annotated[
+        Annotated[label, Tag("one")] | Annotated[labels, Tag("many")],
+        Discriminator(lambda value: "many" if isinstance(value, list) else "one"),
+    ]
+    return TypeAdapter(body)
+
+
+def _whole_int(value: Any) -> Any:
+    # JSON has one number type: 3.0 is the integer 3, as JSON Schema's "integer" says
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class Label(BaseModel):

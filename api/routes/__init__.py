@@ -1,1 +1,1 @@
-"""One module per concern (predictions, service endpoints), each registering its routes."""
+"""One router per concern; the app factory (api.main) includes them."""

@@ -6,28 +6,31 @@ and its key is not the clients' API key.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, status
 from fastapi.responses import JSONResponse
 
-from api.dependencies import require_key
-from api.runtime import Runtime, describe
+from api.dependencies import RuntimeDep, check_key
+from api.runtime import describe
 
 ADMIN_KEY_HEADER = "X-Admin-Key"
 
-
-def register(app: FastAPI) -> None:
-    app.post("/admin/reload", include_in_schema=False)(reload)
+router = APIRouter(include_in_schema=False)
 
 
-async def reload(request: Request) -> JSONResponse:
+@router.post("/admin/reload")
+async def reload(
+    runtime: RuntimeDep,
+    admin_key: Annotated[str | None, Header(alias=ADMIN_KEY_HEADER)] = None,
+) -> JSONResponse:
     """Load the model folder again and swap it in (every worker follows within a second): 200
     with the version now serving, or 409 with why the folder's model was refused while the model
     before it keeps serving."""
-    expected = request.app.state.settings.admin_key
+    expected = runtime.settings.admin_key
     if expected is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
-    require_key(request, ADMIN_KEY_HEADER, expected, scheme="Admin-Key")
-    runtime: Runtime = request.app.state.runtime
+    check_key(admin_key, expected, header=ADMIN_KEY_HEADER, scheme="Admin-Key")
     outcome = await runtime.reload()
     code = status.HTTP_200_OK if outcome.error is None else status.HTTP_409_CONFLICT
     return JSONResponse(describe(outcome), status_code=code)

@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from fastapi import APIRouter
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-
-from api.dependencies import authorise, serving
-from api.direct import DirectRoute
-from api.openapi import PREDICTION_ROUTE
-from api.routes.predict import read_body, validate_body
-from api.runtime import Runtime
+from api.dependencies import JsonBody, RuntimeDep, ServingDep
+from api.openapi import body_declared_later
 from api.schemas import FeedbackReceipt
+from api.scoring import validated
+
+router = APIRouter(tags=["feedback"])
 
 
-def register(app: FastAPI) -> None:
-    tags: list[str | Enum] = ["feedback"]
-    app.router.add_api_route(
-        "/feedback", feedback, methods=["POST"], response_model=FeedbackReceipt,
-        openapi_extra=PREDICTION_ROUTE, tags=tags, route_class_override=DirectRoute,
-    )  # fmt: skip
-
-
-async def feedback(request: Request) -> JSONResponse:
+@router.post("/feedback", openapi_extra=body_declared_later())
+async def feedback(body: JsonBody, current: ServingDep, runtime: RuntimeDep) -> FeedbackReceipt:
     """Record what houses really sold for: `{"request_id", "actual", "row"}` (row 0 unless the
     prediction was a batch), or a list of them. Every label is kept, those for a request id this
     worker does not know, or already labelled, included; the answer counts them."""
-    authorise(request)
-    runtime: Runtime = request.app.state.runtime
-    current = serving(runtime)  # the card's target bounds check the labels
-    body = await read_body(request)
-    many = body.lstrip()[:1] == b"["
-    labels = validate_body(current.labels, body) if many else [validate_body(current.label, body)]
+    # the first loc item is the schema's choice of one label or many, not part of the body
+    sent = validated(current.feedback, body, drop=1)
+    labels = sent if isinstance(sent, list) else [sent]
     lines = [runtime.answered.mark(label) for label in labels]
     runtime.feedback_log.append(lines)
-    receipt = FeedbackReceipt(
+    return FeedbackReceipt(
         recorded=len(lines),
         unknown=sum(not line["known"] for line in lines),
         repeated=sum(line["repeated"] for line in lines),
     )
-    return JSONResponse(receipt.model_dump())

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.dependencies import ModelDep, RuntimeDep
 from api.runtime import describe
 from api.schemas import Health, ReloadResult
 
-
-def register(app: FastAPI) -> None:
-    """Add the service routes to the app itself (see api.main for why not a router)."""
-    tags: list[str | Enum] = ["service"]
-    app.get("/health", response_model=Health, responses={503: {"model": Health}}, tags=tags)(health)
-    app.get("/model", tags=tags)(model_card)
-    app.get("/metrics", include_in_schema=False)(metrics)
+router = APIRouter(tags=["service"])
 
 
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
 async def health(runtime: RuntimeDep) -> JSONResponse:
     """200 when a verified model is loaded; 503 with the reason otherwise."""
     model = runtime.model
@@ -36,10 +29,13 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if model else 503)
 
 
+@router.get("/model")
 async def model_card(model: ModelDep) -> dict[str, Any]:
     """The model card: version, artifact hash, feature contract, metrics, library versions."""
     return model.card
 
 
+@router.get("/metrics", include_in_schema=False)
 async def metrics(runtime: RuntimeDep) -> Response:
-    return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = runtime.metrics.exposition()
+    return Response(body, media_type=media_type)

@@ -15,7 +15,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from api.middleware import ServiceMiddleware
-from api.observability import Metrics
 from api.overload import LoopLag
 
 TIMEOUT = 0.3
@@ -31,7 +30,7 @@ def app_with_deadline(after_body: float = 0.0) -> Starlette:
 
     app = Starlette(routes=[Route("/predict", echo, methods=["POST"])])
     app.add_middleware(
-        ServiceMiddleware, metrics=Metrics(), max_body_bytes=10_000, body_timeout=TIMEOUT,
+        ServiceMiddleware, max_body_bytes=10_000, body_timeout=TIMEOUT,
         lag=LoopLag(), shed_lag=0.0, limiter=None,
     )  # fmt: skip
     return app

@@ -115,3 +115,37 @@ def test_redoc_lists_every_route_offline(browser: Browser, served: str) -> None:
             assert path in (section.text_content() or "")
     assert fetched == []
     page.close()
+
+
+@pytest.mark.e2e
+def test_swagger_ui_authorises_once_and_then_runs_predict(browser: Browser, tmp_path: Path) -> None:
+    from tests.conftest import export_tiny_model
+
+    export_tiny_model(tmp_path / "models")
+    with running_api(tmp_path / "models", tmp_path / "log.jsonl", api_key="docs-key") as url:
+        page, fetched = open_page(browser, f"{url}/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        predict = page.locator(".opblock-post", has=page.locator('[data-path="/predict"]')).first
+        assert predict.locator(".authorization__btn").count() == 1  # the route shows its lock
+
+        predict.locator(".opblock-summary").click()
+        predict.locator(".try-out__btn").click()
+
+        def run_predict() -> str:
+            predict.locator("button.execute").click()
+            status = predict.locator(".live-responses-table tbody .response-col_status").first
+            status.wait_for(timeout=30_000)
+            answer = status.inner_text().strip()
+            predict.locator("button.btn-clear").click()  # so the next answer is a fresh one
+            status.wait_for(state="detached", timeout=30_000)
+            return answer
+
+        assert run_predict() == "401"  # not authorised yet: the key is required
+        page.locator("button.authorize").first.click()  # Swagger UI's Authorize button
+        dialog = page.locator(".modal-ux")
+        dialog.locator("input[type=text], input[type=password]").first.fill("docs-key")
+        dialog.locator("button.authorize").click()
+        dialog.locator("button.btn-done, button.close-modal").first.click()
+        assert run_predict() == "200"
+        assert fetched == []
+        page.close()

@@ -16,7 +16,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from api.middleware import ServiceMiddleware
-from api.observability import Metrics
 from api.overload import LoopLag
 from api.schemas import FIRST_TRACT
 from tests.conftest import running_api
@@ -29,7 +28,7 @@ def app_behind(lag: LoopLag, shed_lag: float) -> Starlette:
     routes = [Route(path, ok, methods=["GET", "POST"]) for path in ("/predict", "/health")]
     app = Starlette(routes=routes)
     app.add_middleware(
-        ServiceMiddleware, metrics=Metrics(), max_body_bytes=10_000, body_timeout=5.0,
+        ServiceMiddleware, max_body_bytes=10_000, body_timeout=5.0,
         lag=lag, shed_lag=shed_lag, limiter=None,
     )  # fmt: skip
     return app

@@ -1,7 +1,6 @@
 """The service routes through FastAPI dependency overrides: their logic, without loading a model.
 
-The prediction routes take no dependencies on purpose (each one cost time on every call), so
-their failure modes are tested against real broken model folders in test_unavailable.py.
+Real broken model folders are served in test_unavailable.py.
 """
 
 from __future__ import annotations
@@ -11,9 +10,10 @@ from fastapi.testclient import TestClient
 from api.dependencies import get_model, get_runtime
 from api.main import create_app
 from api.model_store import ServedModel
-from api.observability import Metrics, PredictionLog
+from api.observability import Metrics
 from api.runtime import Runtime
 from api.settings import Settings
+from prediction_log import PredictionLog
 
 
 def _idle_runtime(settings: Settings) -> Runtime:

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from api.observability import PredictionLog
+from prediction_log import PredictionLog
 
 
 def record(log: PredictionLog, request_id: str) -> None:

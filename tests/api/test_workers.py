@@ -68,14 +68,15 @@ def test_two_workers_count_every_request_once(
 
 
 def _prepare_in_a_worker(queue: multiprocessing.Queue[str | None]) -> None:
-    multiprocess.prepare()
-    queue.put(os.environ.get(multiprocess.ENV))
+    folder = multiprocess.shared_directory()
+    queue.put(str(folder) if folder else None)
 
 
 def test_spawned_workers_of_one_supervisor_share_one_new_folder(tmp_path: Path) -> None:
     env = {"TMPDIR": str(tmp_path)}
-    stale = tmp_path / "boston-api-metrics-999999999-1"  # a supervisor that is gone
-    stale.mkdir()
+    # another server's folder, its supervisor gone: not this server's to touch
+    other = tmp_path / "boston-api-metrics-999999999-1"
+    other.mkdir()
     context = multiprocessing.get_context("spawn")  # as uvicorn starts its workers
     folders = []
     previous = {name: os.environ.get(name) for name in [*env, multiprocess.ENV]}
@@ -98,7 +99,7 @@ def test_spawned_workers_of_one_supervisor_share_one_new_folder(tmp_path: Path) 
     assert Path(folders[0]).parent == tmp_path
     assert Path(folders[0]).name.startswith(f"boston-api-metrics-{os.getpid()}-")
     assert Path(folders[0]).is_dir()
-    assert not stale.exists()
+    assert other.exists()
 
 
 def test_a_tally_sums_every_workers_file_of_its_size(tmp_path: Path) -> None:

@@ -1,0 +1,100 @@
+"""What every prediction route does with a validated body: score it, answer, and account for it
+(Prometheus figures, the prediction log, the answered-requests memory that /feedback consults)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import anyio
+import numpy as np
+from fastapi import BackgroundTasks, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
+
+from api.runtime import Runtime, Serving
+from api.schemas import Row
+
+_T = TypeVar("_T")
+
+
+def validated(
+    schema: TypeAdapter[_T], data: Any, prefix: tuple[str | int, ...] = ("body",), drop: int = 0
+) -> _T:
+    """`data` checked by a card-built schema; a 422 whose locations start with `prefix` (after
+    dropping the schema's own first `drop` items)."""
+    try:
+        return schema.validate_python(data)
+    except ValidationError as error:
+        raise RequestValidationError(errors(error, prefix, drop)) from None
+
+
+def errors(
+    error: ValidationError, prefix: tuple[str | int, ...], drop: int = 0
+) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*prefix, *item["loc"][drop:]], "msg": item["msg"], "type": item["type"],
+         "input": item.get("input")}
+        for item in error.errors(include_url=False, include_context=False)
+    ]  # fmt: skip
+
+
+def invalid(loc: tuple[str | int, ...], msg: str, kind: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": list(loc), "msg": msg, "type": kind}])
+
+
+def server_timing(response: Response, started: float) -> float:
+    """Milliseconds since `started`, also told to the client as a Server-Timing header."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.3f}"
+    return elapsed_ms
+
+
+def account_one(
+    request: Request, runtime: Runtime, current: Serving, row: np.ndarray, values: Row,
+    prediction: float, elapsed_ms: float,
+) -> None:  # fmt: skip
+    """Count and log one /predict answer."""
+    metrics = runtime.metrics
+    metrics.predictions.observe(prediction)
+    if metrics.inputs is not None:
+        metrics.inputs.observe_row(row)
+    request_id: str = request.state.request_id  # set by the service middleware
+    version = current.model.version
+    runtime.log.record(
+        request_id=request_id, route="/predict", model_version=version,
+        inputs=[values], predictions=[prediction], latency_ms=elapsed_ms,
+    )  # fmt: skip
+    runtime.answered.remember(request_id, version, 1)
+
+
+async def score_many(
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+    runtime: Runtime,
+    current: Serving,
+    matrix: np.ndarray,
+    rows: Sequence[Row],
+    started: float,
+    *,
+    route: str,
+) -> list[float]:
+    """Predictions for a validated matrix, in order. A large batch would hold the event loop, so
+    it is scored in a worker thread (/health stays live); its thousands of observations and log
+    lines are written after the answer is sent."""
+    model = current.model
+    predictions: list[float] = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
+    elapsed_ms = server_timing(response, started)
+    request_id: str = request.state.request_id
+    metrics = runtime.metrics
+    background.add_task(metrics.predictions.observe_many, predictions)
+    if metrics.inputs is not None:
+        background.add_task(metrics.inputs.observe, matrix)
+    background.add_task(
+        runtime.log.record, request_id=request_id, route=route,
+        model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,
+    )  # fmt: skip
+    runtime.answered.remember(request_id, model.version, len(predictions))
+    return predictions
