@@ -47,34 +47,31 @@ class Launch:
     timeout_keep_alive: int
 
 
-# variable, default, what it sets: printed by `python -m api --help` and documented in the README.
+# variable, default, what it sets: printed by `python -m api --help` and in docs/operating.md.
 VARIABLES: dict[str, tuple[str, str, str]] = {
     "host": ("BOSTON_API_HOST", "127.0.0.1", "address to bind (the container sets 0.0.0.0)"),
     "port": ("BOSTON_API_PORT", "8000", "port to bind"),
     "workers": ("WEB_CONCURRENCY", "1", "worker processes (about one per core)"),
     # Per worker, and uvicorn counts open connections as well as running requests. Overload is
     # shed by the app itself (BOSTON_API_SHED_LAG_MS: 503 with Retry-After, the connection kept);
-    # this cap is the last guard, against running out of file descriptors. uvicorn's own 503
-    # carries no Retry-After, closes the connection and logs a warning each time: with the cap
-    # at 64 a flood of 512 connections left /predict 10% of its capacity, where shedding by lag
-    # served 85% of its peak under 2,048 connections (README, Load). 4096 stays above any flood
-    # the app sheds on two cores and below the descriptors a container is given.
+    # this cap is only the last guard, against running out of file descriptors, because uvicorn's
+    # own 503 closes the connection and carries no Retry-After. Figures:
+    # docs/decisions/0013-server-launch-settings.md.
     "limit_concurrency": (
         "BOSTON_API_LIMIT_CONCURRENCY",
         "4096",
         "connections plus requests in flight per worker; beyond it uvicorn answers 503 at once",
     ),
     # docker stop sends SIGKILL 10 s after SIGTERM: 5 s of draining plus the lifespan shutdown
-    # ends well before that, and is 30 times the slowest legitimate request (10,000 rows).
+    # ends well before that, and is many times the slowest legitimate request (10,000 rows).
     "timeout_graceful_shutdown": (
         "BOSTON_API_TIMEOUT_GRACEFUL_SHUTDOWN",
         "5",
         "seconds a worker keeps finishing accepted requests after SIGTERM before cancelling them",
     ),
-    # uvloop (uvicorn's choice when installed) accepts new connections slowly while busy: under a
-    # flood they waited up to 5 s in the kernel's accept queue, so clients timed out instead of
-    # getting the cap's 503. The asyncio loop takes them in at once, so the flood got its 503s
-    # and no timeouts, and it served /predict as fast within this machine's noise (README, Load).
+    # uvloop (uvicorn's choice when installed) accepts new connections slowly while busy, so under
+    # a flood clients time out in the kernel's accept queue; the asyncio loop takes them in at
+    # once and serves /predict as fast (docs/decisions/0013-server-launch-settings.md).
     "loop": (
         "BOSTON_API_LOOP",
         "asyncio",
@@ -132,7 +129,7 @@ def _help() -> str:
     return (
         "environment variables:\n"
         + "\n".join(rows)
-        + ("\n  BOSTON_API_*: the service's own settings (model folder, API key, ...; see README)")
+        + ("\n  BOSTON_API_*: the service's own settings (model folder, API key, ...: docs/api.md)")
     )
 
 
@@ -155,8 +152,8 @@ def _tcp_socket(config: uvicorn.Config) -> socket.socket:
     """The shared listening socket of several workers, bound by uvicorn, with its proto stated.
 
     uvicorn binds it with proto 0; accepted sockets inherit that, and asyncio enables TCP_NODELAY
-    only when proto is IPPROTO_TCP, so Nagle's algorithm held each keep-alive response ~40 ms
-    (two asyncio workers served 180 requests/s, one served 3,500). uvicorn issue 3149.
+    only when proto is IPPROTO_TCP, so Nagle's algorithm would hold each keep-alive response
+    until the delayed acknowledgement (uvicorn issue 3149).
     """
     sock = config.bind_socket()
     if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:

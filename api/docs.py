@@ -1,8 +1,8 @@
 """Swagger UI (/docs) and ReDoc (/redoc) served from the app itself, so both work with no internet.
 
 The assets come from fastapi-offline (pinned and hashed in the lock files like every dependency):
-Swagger UI 5, which reads the OpenAPI 3.1 document FastAPI writes (the Swagger UI 4.15 served
-before showed "Unable to render this definition"), and ReDoc 2.
+Swagger UI 5, which reads the OpenAPI 3.1 document FastAPI writes (Swagger UI 4 cannot), and
+ReDoc 2.
 """
 
 from __future__ import annotations

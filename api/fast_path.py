@@ -1,9 +1,10 @@
 """An exact, allocation-light evaluator for the one-row case of imputer + tree-ensemble Pipelines.
 
-scikit-learn spends about 1.5 ms on a one-row predict of the exported Pipeline (input validation in
-each step, then a Python-level call per tree stage); that alone would cap a server at a few hundred
-requests/s. Here the trees are scored the QuickScorer way (Lucchese et al., SIGIR 2015), with a
-dozen numpy operations per row whatever the number of trees:
+scikit-learn's one-row predict of the exported Pipeline validates its input in each step, then
+makes a Python-level call per tree stage: that alone would cap a server at a few hundred
+requests a second (docs/decisions/0009-trees-fast-path.md). Here the trees are scored the
+QuickScorer way (Lucchese et al., SIGIR 2015), with a dozen numpy operations per row whatever
+the number of trees:
 
 - each tree's leaves, left to right, are the bits of one integer (so a tree may have at most 64);
 - a row that goes right of a split can never reach the leaves of its left subtree: the split's mask

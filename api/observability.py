@@ -122,8 +122,8 @@ class Metrics:
 class BulkHistogram(Collector):
     """A Prometheus histogram that takes a whole batch of observations in one numpy pass.
 
-    prometheus_client's Histogram takes a lock per observation: about 15 ms for a 10,000-row batch,
-    spent holding the GIL while the next request waits.
+    prometheus_client's Histogram takes a lock per observation, which for a 10,000-row batch holds
+    the GIL for milliseconds while the next request waits.
     """
 
     def __init__(
@@ -181,8 +181,8 @@ class InputMonitor(Collector):
     categorical input), so a dashboard sees each bucket's share move away from 1/bins; and counts
     of values outside the reference's observed range and of missing values. A batch costs one
     numpy pass over its matrix; single rows (the /predict hot path) are only buffered, and counted
-    in bulk when the buffer fills or /metrics is scraped: a numpy pass per row cost /predict a
-    sixth of its throughput in the benchmark.
+    in bulk when the buffer fills or /metrics is scraped: a numpy pass per row would cost more than
+    the row's prediction.
     """
 
     def __init__(

@@ -9,8 +9,7 @@ fail because a client is busy. Counters live in the process (each worker then ha
 with BOSTON_API_RATE_LIMIT_STORAGE=redis://..., in Redis, shared by every worker and replica.
 The sliding-window-counter strategy weighs the previous window's count by how much of it the
 current window still overlaps: constant work per request. A moving window keeps every hit's time
-and reads them all, so its cost grows with the limit (at 10^6/second it cost /predict over a third
-of its throughput under wrk).
+and reads them all, so its cost grows with the limit (docs/decisions/0011-rate-limit-counters.md).
 """
 
 from __future__ import annotations
@@ -63,8 +62,8 @@ class Windows(Protocol):
 class LocalWindows:
     """Sliding-window counters in this process, the strategy of `limits`' sliding-window counter:
     the previous fixed window's count, weighted by how much of it the sliding window still
-    covers, plus the current one's. Its memory storage cost /predict 15% of its throughput in the
-    benchmark (about 25 us a request, in layers of async wrappers); this costs about 2."""
+    covers, plus the current one's, kept in a plain dict: `limits`' own memory storage goes
+    through layers of async wrappers per request (docs/decisions/0011-rate-limit-counters.md)."""
 
     _SWEEP_EVERY = 10_000  # checks between sweeps of counters no window needs any more
 

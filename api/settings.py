@@ -1,4 +1,4 @@
-"""Service settings, read from environment variables prefixed BOSTON_API_ (see README)."""
+"""Service settings, read from environment variables prefixed BOSTON_API_ (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         10.0, gt=0, description="seconds a client has to send its whole request body (else 408)"
     )
-    # 250: at saturation (24 wrk connections on 2 workers, 60 s) nothing was shed, and under a
-    # flood of 2,048 connections a third of the requests got 503 while two thirds of the peak
-    # still went to predictions, with no timeouts (README, Overload)
+    # 250: nothing shed at saturation, most of the peak served under a flood
+    # (docs/decisions/0013-server-launch-settings.md)
     shed_lag_ms: float = Field(
         250.0,
         ge=0,
