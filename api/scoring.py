@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import numpy as np
-from fastapi import BackgroundTasks, Request, Response
+from fastapi import BackgroundTasks, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
+from api.dependencies import RuntimeDep, ServingDep
 from api.runtime import Runtime, Serving
 from api.schemas import Row
 
@@ -69,32 +71,47 @@ def account_one(
     runtime.answered.remember(request_id, version, 1)
 
 
-async def score_many(
+@dataclass(frozen=True)
+class BatchScoring:
+    """What a batch route needs to score a validated matrix and account for it."""
+
+    request: Request
+    response: Response
+    background: BackgroundTasks
+    runtime: Runtime
+    current: Serving
+
+    async def predict(
+        self, matrix: np.ndarray, rows: Sequence[Row], started: float, *, route: str
+    ) -> list[float]:
+        """Predictions for a validated matrix, in order. A large batch would hold the event
+        loop, so it is scored in a worker thread (/health stays live); its thousands of
+        observations and log lines are written after the answer is sent."""
+        model = self.current.model
+        predictions: list[float] = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
+        elapsed_ms = server_timing(self.response, started)
+        request_id: str = self.request.state.request_id
+        metrics, later = self.runtime.metrics, self.background
+        later.add_task(metrics.predictions.observe_many, predictions)
+        if metrics.inputs is not None:
+            later.add_task(metrics.inputs.observe, matrix)
+        later.add_task(
+            self.runtime.log.record, request_id=request_id, route=route,
+            model_version=model.version, inputs=rows, predictions=predictions,
+            latency_ms=elapsed_ms,
+        )  # fmt: skip
+        self.runtime.answered.remember(request_id, model.version, len(predictions))
+        return predictions
+
+
+def batch_scoring(
     request: Request,
     response: Response,
     background: BackgroundTasks,
-    runtime: Runtime,
-    current: Serving,
-    matrix: np.ndarray,
-    rows: Sequence[Row],
-    started: float,
-    *,
-    route: str,
-) -> list[float]:
-    """Predictions for a validated matrix, in order. A large batch would hold the event loop, so
-    it is scored in a worker thread (/health stays live); its thousands of observations and log
-    lines are written after the answer is sent."""
-    model = current.model
-    predictions: list[float] = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
-    elapsed_ms = server_timing(response, started)
-    request_id: str = request.state.request_id
-    metrics = runtime.metrics
-    background.add_task(metrics.predictions.observe_many, predictions)
-    if metrics.inputs is not None:
-        background.add_task(metrics.inputs.observe, matrix)
-    background.add_task(
-        runtime.log.record, request_id=request_id, route=route,
-        model_version=model.version, inputs=rows, predictions=predictions, latency_ms=elapsed_ms,
-    )  # fmt: skip
-    runtime.answered.remember(request_id, model.version, len(predictions))
-    return predictions
+    runtime: RuntimeDep,
+    current: ServingDep,
+) -> BatchScoring:
+    return BatchScoring(request, response, background, runtime, current)
+
+
+BatchScoringDep = Annotated[BatchScoring, Depends(batch_scoring)]

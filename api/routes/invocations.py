@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse
 
 from api.columnar import Records, Table, TableInvalid
-from api.dependencies import JsonBody, RuntimeDep, ServingDep
+from api.dependencies import JsonBody, RuntimeDep
 from api.openapi import body_declared_later
 from api.schemas import Predictions
-from api.scoring import invalid, score_many, validated
+from api.scoring import BatchScoringDep, invalid, validated
 
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
@@ -29,21 +29,15 @@ probes = APIRouter(include_in_schema=False)
 
 
 @router.post("/invocations", openapi_extra=body_declared_later())
-async def invocations(
-    body: JsonBody,
-    current: ServingDep,
-    runtime: RuntimeDep,
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-) -> Predictions:
+async def invocations(body: JsonBody, scoring: BatchScoringDep) -> Predictions:
     """MLflow's scoring protocol: one of `dataframe_split`, `dataframe_records`, `instances` or
     `inputs`; answers `{"predictions": [...]}` like `mlflow models serve`."""
     started = time.perf_counter()
     key, data = _mlflow_body(body)
-    max_rows = runtime.settings.max_batch_rows
+    max_rows = scoring.runtime.settings.max_batch_rows
     if len(data) > max_rows:
         raise invalid(("body", key), f"at most {max_rows} rows per request", "too_long")
+    current = scoring.current
     matrix = None
     if isinstance(data, Table):
         try:
@@ -56,10 +50,7 @@ async def invocations(
     if matrix is None:  # what the columnar check leaves to the row schema
         rows = validated(current.batch, {"rows": rows}, ("body", key), drop=1)["rows"]
         matrix = current.model.matrix(rows)
-    predictions = await score_many(
-        request, response, background, runtime, current, matrix, rows, started,
-        route="/invocations",
-    )  # fmt: skip
+    predictions = await scoring.predict(matrix, rows, started, route="/invocations")
     return Predictions(predictions=predictions)
 
 

@@ -12,14 +12,14 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, BackgroundTasks, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from api.columnar import Table, TableInvalid
 from api.dependencies import JsonBody, RuntimeDep, ServingDep
 from api.openapi import body_declared_later
 from api.runtime import Serving
 from api.schemas import BatchPrediction, Prediction, Row
-from api.scoring import account_one, score_many, server_timing, validated
+from api.scoring import BatchScoringDep, account_one, server_timing, validated
 
 router = APIRouter(tags=["predictions"])
 
@@ -42,26 +42,17 @@ async def predict(
 
 
 @router.post("/predict/batch", openapi_extra=body_declared_later())
-async def predict_batch(
-    body: JsonBody,
-    current: ServingDep,
-    runtime: RuntimeDep,
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-) -> BatchPrediction:
+async def predict_batch(body: JsonBody, scoring: BatchScoringDep) -> BatchPrediction:
     """Predict MEDV for many houses in one vectorised call: `{"rows": [house, ...]}`."""
     started = time.perf_counter()
-    uniform = _uniform_batch(body, current, runtime.settings.max_batch_rows)
+    current = scoring.current
+    uniform = _uniform_batch(body, current, scoring.runtime.settings.max_batch_rows)
     if uniform is not None:
         matrix, rows = uniform
     else:
         rows = validated(current.batch, body)["rows"]
         matrix = current.model.matrix(rows)
-    predictions = await score_many(
-        request, response, background, runtime, current, matrix, rows, started,
-        route="/predict/batch",
-    )  # fmt: skip
+    predictions = await scoring.predict(matrix, rows, started, route="/predict/batch")
     return BatchPrediction(
         predictions=predictions,
         model_version=current.model.version,
