@@ -93,15 +93,15 @@ serve: venv
 mlflow-ui: venv
 	mlflow ui --backend-store-uri sqlite:///mlflow.db
 
-## tune-compare: grid vs Optuna (and no early stopping, monotone) on the same folds: RMSE, time, size
+## tune-compare: grid vs Optuna (and no early stopping, monotone) on the same folds: RMSE, time, size (docs/results/)
 .PHONY: tune-compare
 tune-compare: venv
-	python -m tools.tune_compare
+	python -m tools.tune_compare --results docs/results/tune-compare.md
 
-## benchmark: /predict vs an empty endpoint, rate limit on/off, 1 vs 2 workers, a 10,000-row batch vs mlflow
+## benchmark: /predict vs an empty endpoint, rate limit on/off, 1 vs 2 workers, a 10,000-row batch vs mlflow (docs/results/)
 .PHONY: benchmark
 benchmark: venv
-	python -m tools.benchmark
+	python -m tools.benchmark --results docs/results/benchmark.md
 
 ## loadtest: two workers at saturation for 60 s, then a 2,048-connection flood; LOADTEST_ARGS="--seconds 20" for less
 .PHONY: loadtest
@@ -119,15 +119,15 @@ monitor: venv
 performance: venv
 	python -m monitoring.performance --log $(LOG)
 
-## performance-calibration: false-alarm and detection rates of the degraded rule, by simulation
+## performance-calibration: false-alarm and detection rates of the degraded rule, by simulation (docs/results/)
 .PHONY: performance-calibration
 performance-calibration: venv
-	python -m studies.degradation_calibration
+	python -m studies.degradation_calibration --results docs/results/performance-calibration.md
 
-## monitor-calibration: false-alarm and detection rates of the drift rule, by simulation
+## monitor-calibration: false-alarm and detection rates of the drift rule, by simulation (docs/results/)
 .PHONY: monitor-calibration
 monitor-calibration: venv
-	python -m studies.drift_calibration
+	python -m studies.drift_calibration --results docs/results/monitor-calibration.md
 
 ## retrain: the Prefect retraining flow on new rows (NEW=CSV or folder, or FEEDBACK=logs; SERVICE=URL)
 .PHONY: retrain
@@ -140,10 +140,10 @@ retrain: venv
 rollback: venv
 	python -m flows rollback $(if $(SERVICE),--service-url $(SERVICE))
 
-## retrain-calibration: how often the promotion rule promotes a worse, equal or better challenger
+## retrain-calibration: how often the promotion rule promotes a worse, equal or better challenger (docs/results/)
 .PHONY: retrain-calibration
 retrain-calibration: venv
-	python -m studies.promotion_calibration
+	python -m studies.promotion_calibration --results docs/results/retrain-calibration.md
 
 ## container: build the image (docker, or podman here), run it, check /health and /predict
 .PHONY: container

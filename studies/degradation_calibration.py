@@ -33,6 +33,7 @@ from studies.simulation import (
     share_cell,
     simulation_parser,
 )
+from tools import results
 
 WINDOWS = (30, 50, 100, 200)
 GROWTH = (1.0, 1.25, 1.5, 2.0)
@@ -63,7 +64,7 @@ def table(fired: dict[tuple[str, int, float], int], trials: int) -> str:
     header = "rule     | window rows | " + " | ".join(
         "healthy: false alarms" if g == 1.0 else f"errors x{g:g}: detected" for g in GROWTH
     )
-    lines = [header, "-" * len(header)]
+    lines = [header, "---|--:|" + "|".join("---" for _ in GROWTH)]
     for rule in RULES:
         for rows in WINDOWS:
             cells = [share_cell(fired[rule, rows, growth], trials) for growth in GROWTH]
@@ -72,21 +73,26 @@ def table(fired: dict[tuple[str, int, float], int], trials: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = simulation_parser(__doc__, trials=1_000, seed=20261203).parse_args(argv)
+    parser = simulation_parser(__doc__, trials=1_000, seed=20261203)
+    results.add_option(parser)
+    args = parser.parse_args(argv)
     params = PipelineParams.read(args.params)
     started = time.perf_counter()
     _, data = read_data(args)
     residuals = residuals_of(data, params.drop, args.seed)
     test_rows = params.test_rows(len(residuals))
     fired = simulate(residuals, test_rows, params.bootstrap, args.trials, args.seed)
-    print(
+    text = (
         f"Degraded rule calibration: {args.trials} trials, seed {args.seed}, out-of-fold residuals "
         f"of {len(residuals)} real tracts (RMSE {np.sqrt(np.mean(residuals**2)):.2f}); card "
         f"interval from a test split of {test_rows} rows, {params.bootstrap} bootstrap "
-        "resamples.\nShare of windows judged degraded, with its 95% Wilson interval:\n"
+        "resamples.\nShare of windows judged degraded, with its 95% Wilson interval:\n\n"
+        f"{table(fired, args.trials)}\n\nwall time {time.perf_counter() - started:.0f} s"
     )
-    print(table(fired, args.trials))
-    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+    print(text)
+    if args.results:
+        command = results.command_line("studies.degradation_calibration", argv)
+        results.write(args.results, "Degraded rule calibration", text, command)
     return 0
 
 

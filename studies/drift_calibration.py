@@ -57,6 +57,7 @@ from studies.simulation import (
     stand_in,
     wilson,
 )
+from tools import results
 
 FloatArray = npt.NDArray[np.float64]
 Transform = Callable[[FloatArray, np.random.Generator], FloatArray]
@@ -409,7 +410,9 @@ def targets(rows: Sequence[Row]) -> list[Check]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = simulation_parser(__doc__, DEFAULT_TRIALS, DEFAULT_SEED).parse_args(argv)
+    parser = simulation_parser(__doc__, DEFAULT_TRIALS, DEFAULT_SEED)
+    results.add_option(parser)
+    args = parser.parse_args(argv)
     params = PipelineParams.read(args.params)
     settings = DriftSettings(alpha=params.alpha, min_rows=params.min_rows)
 
@@ -421,25 +424,31 @@ def main(argv: list[str] | None = None) -> int:
     rows += real_rows(population, args.trials, args.seed, params.alpha)
     elapsed = time.perf_counter() - started
 
-    print(
-        f"Drift rule calibration: {args.trials} trials, seed {args.seed}, "
-        f"{population.real.shape[0]} real tracts from {data}, inputs "
-        f"{', '.join(population.features)}; reference {population.reference_rows} rows; "
-        f"alpha {params.alpha}.\n"
-        f"Copula rows: fresh reference and window per trial. Real rows: splits of the real tracts "
-        f"with a test share of {params.test_size:g}, windows of {REAL_WINDOW} held-out tracts "
-        f"(min_rows lowered to {REAL_WINDOW}).\n"
-    )
-    print(table(rows))
-    print()
     checks = targets(rows)
-    for check in checks:
-        print(f"{check.status:<6} {check.text}")
-    print(
-        "(MET: the share meets the target; NOISE: it does not, but its 95% interval reaches the "
-        "target; MISSED: the interval excludes it)"
+    text = "\n".join(
+        [
+            f"Drift rule calibration: {args.trials} trials, seed {args.seed}, "
+            f"{population.real.shape[0]} real tracts from {data}, inputs "
+            f"{', '.join(population.features)}; reference {population.reference_rows} rows; "
+            f"alpha {params.alpha}.",
+            f"Copula rows: fresh reference and window per trial. Real rows: splits of the real "
+            f"tracts with a test share of {params.test_size:g}, windows of {REAL_WINDOW} held-out "
+            f"tracts (min_rows lowered to {REAL_WINDOW}).",
+            "",
+            table(rows),
+            "",
+            *(f"- {check.status:<6} {check.text}" for check in checks),
+            "",
+            "(MET: the share meets the target; NOISE: it does not, but its 95% interval reaches "
+            "the target; MISSED: the interval excludes it)",
+            "",
+            f"wall time {elapsed:.0f} s",
+        ]
     )
-    print(f"\nwall time {elapsed:.0f} s")
+    print(text)
+    if args.results:
+        command = results.command_line("studies.drift_calibration", argv)
+        results.write(args.results, "Drift rule calibration", text, command)
     return 1 if any(check.status == "MISSED" for check in checks) else 0
 
 

@@ -28,6 +28,7 @@ from studies.simulation import (
     share_cell,
     simulation_parser,
 )
+from tools import results
 
 CORRELATIONS = (0.9, 0.7)
 # the challenger's true RMSE minus the champion's, in units of the margin
@@ -79,6 +80,7 @@ def table(promoted: dict[tuple[float, float], int], trials: int, margin: float) 
 def main(argv: list[str] | None = None) -> int:
     parser = simulation_parser(__doc__, trials=1_000, seed=20261203)
     parser.add_argument("--margin", type=float, help="overrides params.yaml retrain.margin")
+    results.add_option(parser)
     args = parser.parse_args(argv)
     params = PipelineParams.read(args.params)
     margin = params.margin if args.margin is None else args.margin
@@ -89,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     promoted = simulate(
         residuals, margin, held_out, params.retrain_bootstrap, args.trials, args.seed
     )
-    print(
+    text = (
         f"Promotion rule calibration: {args.trials} trials, seed {args.seed}, margin "
         f"{margin}, {held_out} held-out rows, out-of-fold residuals of {len(residuals)} "
         f"real tracts (RMSE {np.sqrt(np.mean(residuals**2)):.2f}).\n"
         "Share of challengers promoted, with its 95% Wilson interval (a challenger worse by more "
-        "than the margin should almost never be):\n"
+        "than the margin should almost never be):\n\n"
+        f"{table(promoted, args.trials, margin)}\n\nwall time {time.perf_counter() - started:.0f} s"
     )
-    print(table(promoted, args.trials, margin))
-    print(f"\nwall time {time.perf_counter() - started:.0f} s")
+    print(text)
+    if args.results:
+        command = results.command_line("studies.promotion_calibration", argv)
+        results.write(args.results, "Promotion rule calibration", text, command)
     return 0
 
 
