@@ -1,1 +1,1 @@
-"""The DVC pipeline stages: ingest -> preprocess -> tune -> evaluate -> export."""
+"""The DVC pipeline stages: ingest -> eda and preprocess -> tune -> evaluate -> export."""

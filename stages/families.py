@@ -39,18 +39,20 @@ def build(
     seed: int,
     *,
     n_iter_no_change: int | None = None,
-    validation_fraction: float = 0.1,
+    validation_fraction: float | None = None,
     monotonic_cst: Sequence[int] | None = None,
 ) -> Pipeline:
     """An unfitted Pipeline for `family`.
 
     `alpha` applies to the linear families only. With `n_iter_no_change`, the boosting families
     hold out `validation_fraction` of the rows they are fitted on and stop adding trees once that
-    many in a row fail to improve it. `monotonic_cst` (one of -1, 0, +1 per input) is honoured by
-    the MONOTONE families and refused by the others.
+    many in a row fail to improve it (both come from tune.early_stopping). `monotonic_cst` (one of
+    -1, 0, +1 per input) is honoured by the MONOTONE families and refused by the others.
     """
     if monotonic_cst is not None and family not in MONOTONE:
         raise ValueError(f"{family} cannot honour monotonic constraints; only {list(MONOTONE)} can")
+    if n_iter_no_change is not None and validation_fraction is None:
+        raise ValueError("early stopping (n_iter_no_change) needs a validation_fraction")
     constraints = {} if monotonic_cst is None else {"monotonic_cst": list(monotonic_cst)}
     if family in LINEAR:
         extra: dict[str, Any] = {} if family == "ridge" else {"max_iter": 50_000}
@@ -62,13 +64,16 @@ def build(
                 ("model", LINEAR[family](alpha=alpha, random_state=seed, **extra)),
             ]
         )
-    stopping = {"n_iter_no_change": n_iter_no_change, "validation_fraction": validation_fraction}
+    stopping: dict[str, Any] = {}
+    if n_iter_no_change is not None:
+        stopping = {
+            "n_iter_no_change": n_iter_no_change,
+            "validation_fraction": validation_fraction,
+        }
     if family == "hist_gradient_boosting":
         # Histogram boosting routes gaps natively, which beats imputing them. Its early stopping
         # is explicit here: sklearn's "auto" would switch it on by row count alone.
-        early: dict[str, Any] = {"early_stopping": n_iter_no_change is not None}
-        if n_iter_no_change is not None:
-            early.update(stopping)
+        early = {"early_stopping": n_iter_no_change is not None, **stopping}
         model = HistGradientBoostingRegressor(random_state=seed, **early, **constraints)
         return Pipeline([("model", model)])
     if family == "gradient_boosting":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +49,16 @@ class TuneSettings:
     family: str  # "auto" or one of `families`
     alpha: float
     seed: int
-    search: str = "grid"
-    spaces: dict[str, dict[str, Any]] = field(default_factory=dict)
-    trials: int = 20
-    pruning: Pruning = field(default_factory=lambda: Pruning(min_folds=3, reduction_factor=3))
-    nested: bool = False
-    outer_folds: int = 5
-    inner_folds: int = 5
-    n_iter_no_change: int | None = None
-    validation_fraction: float = 0.1
-    monotone: dict[str, int] = field(default_factory=dict)
+    search: str
+    spaces: dict[str, dict[str, Any]]
+    trials: int
+    pruning: Pruning
+    nested: bool
+    outer_folds: int
+    inner_folds: int
+    n_iter_no_change: int | None
+    validation_fraction: float
+    monotone: dict[str, int]
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TuneSettings:

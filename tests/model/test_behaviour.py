@@ -65,8 +65,7 @@ def test_serving_path_matches_the_pipeline_with_gaps(
 
 
 def test_the_first_tract_predicts_within_a_band(model: ServedModel) -> None:
-    # Recorded MEDV is 24.0: the prediction must lie within two cross-validated RMSEs of it
-    # (the early-stopped boosting model of 214 trees says 28.3).
+    # Recorded MEDV is 24.0: the prediction must lie within two cross-validated RMSEs of it.
     rmse = model.card["metrics"]["cv"]["cv_rmse_mean"]
     prediction = predict(model, pd.DataFrame([FIRST_TRACT]))[0]
     assert 24.0 - 2 * rmse <= prediction <= 24.0 + 2 * rmse
@@ -86,8 +85,8 @@ def test_more_rooms_does_not_lower_the_price_much(model: ServedModel, houses: pd
     change = predict(model, roomier) - base
     assert np.median(change) > 1.0  # a room more is worth something in most tracts
     # Trees are not monotone, so a tolerance; and the promise holds only where the model has
-    # evidence: within the observed RM range, and below the censoring ceiling of 50, where the
-    # recorded prices stop meaning "more rooms, higher price" (measured: up to -2.9 up there).
+    # evidence: within the observed RM range, and away from the censoring ceiling of 50, where
+    # the recorded prices stop meaning "more rooms, higher price".
     supported = roomier.RM.le(houses.RM.max()).to_numpy() & (base < 45)
     assert supported.mean() > 0.9
     assert change[supported].min() > -2.0

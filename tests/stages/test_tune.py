@@ -12,8 +12,8 @@ from sklearn.model_selection import GridSearchCV, RepeatedKFold
 
 from stages import tune as tune_module
 from stages.contract import model_features
-from stages.families import FAMILIES, build, fitted_trees, param_grid
-from stages.search import Pruning, parse_space
+from stages.families import build, fitted_trees, param_grid
+from stages.search import Pruning
 from stages.tune import TuneSettings, history, tune
 from tests.conftest import RAW_DATA
 
@@ -29,6 +29,16 @@ def settings(**overrides: Any) -> TuneSettings:
         "family": "auto",
         "alpha": 1.0,
         "seed": 0,
+        "search": "grid",
+        "spaces": {},
+        "trials": 8,
+        "pruning": Pruning(min_folds=3, reduction_factor=3),
+        "nested": False,
+        "outer_folds": 5,
+        "inner_folds": 5,
+        "n_iter_no_change": None,
+        "validation_fraction": 0.1,
+        "monotone": {},
     }
     result = TuneSettings(**{**base, **overrides})
     result.check()
@@ -48,7 +58,6 @@ def optuna_settings(**overrides: Any) -> TuneSettings:
         "search": "optuna",
         "families": ["ridge", "gradient_boosting"],
         "spaces": spaces,
-        "trials": 8,
         "folds": 4,
         "repeats": 2,
     }
@@ -183,7 +192,11 @@ def test_early_stopping_fits_fewer_trees_than_the_cap(tiny_table: pd.DataFrame) 
         ("hist_gradient_boosting", "max_iter"),
     ):
         capped = {f"model__{cap}": 2000, "model__learning_rate": 0.3}
-        stopping = build(family, 1.0, 0, n_iter_no_change=5).set_params(**capped).fit(X, y)
+        stopping = (
+            build(family, 1.0, 0, n_iter_no_change=5, validation_fraction=0.1)
+            .set_params(**capped)
+            .fit(X, y)
+        )
         full = build(family, 1.0, 0).set_params(**capped).fit(X, y)
         assert fitted_trees(full) == 2000
         trees = fitted_trees(stopping)
@@ -348,69 +361,3 @@ def test_too_many_folds_for_the_data_is_named(tiny_table: pd.DataFrame) -> None:
 def test_bad_grids_are_named(family: str, grid: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         param_grid(family, grid, build(family, alpha=1.0, seed=0))
-
-
-@pytest.mark.parametrize(
-    ("family", "spec", "message"),
-    [
-        (
-            "gradient_boosting",
-            {"learning_rate": {"low": 0.3, "high": 0.1}},
-            r"tune.optuna.spaces.gradient_boosting.learning_rate: low \(0.3\) must be below high",
-        ),
-        (
-            "gradient_boosting",
-            {"learning_rate": {"low": 0, "high": 0.1, "log": True}},
-            "spaces.gradient_boosting.learning_rate: a log scale needs low above 0",
-        ),
-        (
-            "gradient_boosting",
-            {"max_depth": {"low": 2, "hihg": 5}},
-            "spaces.gradient_boosting.max_depth must be a value, a list of choices or",
-        ),
-        (
-            "gradient_boosting",
-            {"max_depth": {"low": "two", "high": 5}},
-            r"spaces.gradient_boosting.max_depth.low must be a number, got 'two'",
-        ),
-        (
-            "gradient_boosting",
-            {"max_depth": {"low": 2, "high": 5, "log": "yes"}},
-            "spaces.gradient_boosting.max_depth.log must be true or false",
-        ),
-        ("random_forest", {"max_features": []}, "max_features: a list of choices must not be"),
-        ("random_forest", {"max_dept": 3}, "spaces.random_forest.max_dept is not a parameter"),
-        ("lasso", {"alpha": {"low": 0.1, "high": 1.0}}, "spaces.lasso.alpha: the linear families"),
-    ],
-)
-def test_bad_search_spaces_are_named(family: str, spec: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_space(family, spec, build(family, alpha=1.0, seed=0))
-
-
-def test_a_search_space_reads_ranges_choices_and_fixed_values() -> None:
-    pipeline = build("elasticnet", alpha=1.0, seed=0)
-    space = parse_space(
-        "elasticnet",
-        {"spline_knots": {"low": 3, "high": 8}, "l1_ratio": [0.2, 0.8], "max_iter": 1000},
-        pipeline,
-    )
-    assert space.fixed == {"model__max_iter": 1000}
-    assert set(space.sampled) == {"splines__n_knots", "model__l1_ratio"}
-    assert space.size() == 12
-    continuous = parse_space("elasticnet", {"l1_ratio": {"low": 0.1, "high": 0.9}}, pipeline)
-    assert continuous.size() == float("inf")
-
-
-def test_every_family_builds_and_fits_data_with_gaps(tiny_table: pd.DataFrame) -> None:
-    gappy = tiny_table.copy()
-    gappy.loc[::5, "LSTAT"] = float("nan")
-    for family in FAMILIES:
-        pipeline = build(family, alpha=1.0, seed=0)
-        pipeline.fit(gappy[FEATURES].to_numpy(), gappy["MEDV"].to_numpy())
-        assert pipeline.predict(gappy[FEATURES].to_numpy()[:3]).shape == (3,)
-
-
-def test_a_family_without_monotonic_support_refuses_constraints() -> None:
-    with pytest.raises(ValueError, match="gradient_boosting cannot honour monotonic constraints"):
-        build("gradient_boosting", 1.0, 0, monotonic_cst=[1] * len(FEATURES))
