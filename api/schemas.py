@@ -186,8 +186,8 @@ def feedback_type(card: dict[str, Any], max_rows: int) -> TypeAdapter[Any]:
     ]
     row = Annotated[
         int,
-        BeforeValidator(_whole_int),
         Field(strict=True, ge=0, lt=max_rows, description="the row of a batch (0 for /predict)"),
+        BeforeValidator(_whole_int),
     ]
     label = create_model("Label", __base__=Label, actual=(actual, ...), row=(row, 0))
     labels = Annotated[list[label], Field(min_length=1, max_length=max_rows)]
