@@ -47,7 +47,7 @@ WORKDIR /srv
 COPY api/ api/
 COPY artifact.py ./
 # The model changes most often, so it comes last. `make repro` (or `dvc pull`) makes it.
-COPY models/model.joblib models/model_card.json models/reference_profile.json models/
+COPY models/model.pkl models/model_card.json models/reference_profile.json models/
 
 # Numeric user, so runtimes that enforce "non-root" (Kubernetes runAsNonRoot) can verify it.
 USER 10001:10001

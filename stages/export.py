@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots", type=Path, nargs="+", required=True)
     parser.add_argument("--trials", type=Path, required=True)
     parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--model-file", required=True, help="the artifact's name in --model-dir")
     args = parser.parse_args(argv)
     params = load_params("export")
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if not evaluate_report["gate"]["passed"]:
         sys.exit("export: the evaluated model failed the quality gate; nothing exported")
     args.model_dir.mkdir(parents=True, exist_ok=True)
-    artifact = args.model_dir / "model.joblib"
+    artifact = args.model_dir / args.model_file
     # The tuned file is already the fitted Pipeline; copying keeps its bytes, hence its hash.
     shutil.copyfile(args.tuned, artifact)
     tune_report = read_json(args.tune_report)

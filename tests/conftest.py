@@ -78,7 +78,7 @@ def export_tiny_model(model_dir: Path, family: str = "ridge") -> dict[str, Any]:
         table[features].to_numpy(), table[TARGET.name].to_numpy()
     )
     model_dir.mkdir(parents=True, exist_ok=True)
-    artifact = model_dir / "model.joblib"
+    artifact = model_dir / "model.pkl"
     joblib.dump(pipeline, artifact)
     profile = build_profile(
         {name: table[name].to_numpy() for name in features},

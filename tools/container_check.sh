@@ -30,7 +30,7 @@ STOP_TIMEOUT=10
 ADDED_BYTES_MEASURED=273456508
 ADDED_BYTES_LIMIT=$((ADDED_BYTES_MEASURED * 3 / 2))
 
-if [[ ! -f models/model.joblib || ! -f models/model_card.json ]]; then
+if [[ ! -f models/model.pkl || ! -f models/model_card.json ]]; then
     echo "container_check: no exported model in models/; run 'make repro' (or 'dvc pull') first" >&2
     exit 1
 fi

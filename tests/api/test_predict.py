@@ -16,7 +16,7 @@ from api.schemas import FIRST_TRACT
 
 def expected_prediction(model_dir: Path, house: dict[str, Any]) -> float:
     card = json.loads((model_dir / "model_card.json").read_text())
-    pipeline = joblib.load(model_dir / "model.joblib")
+    pipeline = joblib.load(model_dir / card["artifact"]["file"])
     row = [[np.nan if house.get(n) is None else house[n] for n in card["model_inputs"]]]
     return float(pipeline.predict(np.array(row, dtype=float))[0])
 

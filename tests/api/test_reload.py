@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.schemas import FIRST_TRACT
 from api.settings import Settings
+from artifact import read_card
 from stages.contract import model_features
 from tests.conftest import export_tiny_model, running_api, running_server
 from tools.loopback import free_port
@@ -51,7 +52,7 @@ def version_of(folder: Path) -> str:
 
 def expected_prediction(folder: Path) -> float:
     """What the model exported in `folder` predicts for the first tract, computed offline."""
-    pipeline = joblib.load(folder / "model.joblib")
+    pipeline = joblib.load(folder / read_card(folder)["artifact"]["file"])
     row = [[FIRST_TRACT[name] for name in model_features(["B"])]]
     return float(pipeline.predict(np.array(row, dtype=np.float64))[0])
 
@@ -128,7 +129,7 @@ def test_reloading_the_model_already_serving_changes_nothing(
 
 
 def _corrupt_artifact(folder: Path) -> str:
-    with (folder / "model.joblib").open("ab") as artifact:
+    with (folder / read_card(folder)["artifact"]["file"]).open("ab") as artifact:
         artifact.write(b"tampered")
     return "sha256"
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.schemas import FIRST_TRACT
 from api.settings import Settings
-from artifact import PROFILE_NAME
+from artifact import PROFILE_NAME, read_card
 
 
 def _edit_card(model_dir: Path, change: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
@@ -23,11 +23,11 @@ def _edit_card(model_dir: Path, change: Callable[[dict], None]) -> None:  # type
 
 
 def _remove_artifact(model_dir: Path) -> None:
-    (model_dir / "model.joblib").unlink()
+    (model_dir / read_card(model_dir)["artifact"]["file"]).unlink()
 
 
 def _tamper_artifact(model_dir: Path) -> None:
-    with (model_dir / "model.joblib").open("ab") as artifact:
+    with (model_dir / read_card(model_dir)["artifact"]["file"]).open("ab") as artifact:
         artifact.write(b"\0")
 
 

@@ -204,11 +204,12 @@ def test_push_then_pull_into_a_second_clone_runs_nothing(
     # The configured remote is a folder beside the clone; a second clone beside it shares it.
     second = pipeline_repo.parent / "second"
     run(["git", "clone", "-q", str(pipeline_repo), str(second)], pipeline_repo.parent)
-    assert not (second / "models/model.joblib").exists()
+    card = json.loads((second / "models/model_card.json").read_text())
+    model = Path("models") / card["artifact"]["file"]
+    assert model == Path("models/model.pkl")  # the served artifact, by the brief's name
+    assert not (second / model).exists()
     dvc(second, "pull")
-    assert (second / "models/model.joblib").read_bytes() == (
-        pipeline_repo / "models/model.joblib"
-    ).read_bytes()
+    assert (second / model).read_bytes() == (pipeline_repo / model).read_bytes()
     assert "Data and pipelines are up to date." in dvc(second, "status")
     assert ran_stages(dvc(second, "repro")) == []
 

@@ -53,7 +53,7 @@ def test_the_card_is_deterministic(tmp_path: Path) -> None:
 def test_loading_verifies_the_hash(tmp_path: Path) -> None:
     card = export_tiny_model(tmp_path)
     assert load(tmp_path).version == card["model_version"]
-    with (tmp_path / "model.joblib").open("ab") as artifact:
+    with (tmp_path / card["artifact"]["file"]).open("ab") as artifact:
         artifact.write(b"tampered")
     with pytest.raises(ModelUnavailable, match=r"has sha256 .* but the card says .*refusing"):
         load(tmp_path)

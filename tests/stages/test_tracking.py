@@ -47,7 +47,7 @@ def _record(tmp_path: Path) -> tuple[str, dict[str, Any]]:
         }
     )
     run_id = tracking.record_run(
-        model=joblib.load(model_dir / "model.joblib"),
+        model=joblib.load(model_dir / card["artifact"]["file"]),
         card=card,
         params=PARAMS,
         tune_report=tune_report,
