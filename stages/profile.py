@@ -1,9 +1,9 @@
 """The reference profile: what live inputs and predictions are compared with.
 
 Built by the export stage from the training split and the model's out-of-fold predictions on it,
-and written beside the model card (artifact.PROFILE_NAME). Its format is documented in the README
-("Monitoring"); the drift rule reads it in monitoring/drift.py and the API's live metrics take their
-histogram buckets from it.
+and written beside the model card (artifact.PROFILE_NAME). Its format is documented in
+docs/monitoring.md; the drift rule reads it in monitoring/drift.py and the API's live metrics take
+their histogram buckets from it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Build the API image and check it: what it holds (no compilers, installers or pip caches; its
 # size), and how it runs hardened (read-only root filesystem, every capability dropped, a tmpfs
 # on /tmp only), once with the image's default of one worker and once with WEB_CONCURRENCY=2:
-# /health, /predict with the README example, /metrics summed over all workers (with the live
+# /health, /predict with the documented example, /metrics summed over all workers (with the live
 # input histograms the reference profile feeds), a 422, non-root, the server as PID 1, no
 # capabilities, the read-only root, the HEALTHCHECK, and a `stop` under load well within its 10 s.
 # Uses docker when an engine answers; otherwise podman, with the recipe for machines where no
@@ -20,13 +20,12 @@ PREDICTIONS=10
 # `stop` sends SIGTERM and, after this many seconds, SIGKILL (the engines' default timeout).
 STOP_TIMEOUT=10
 # The bytes this Dockerfile adds on top of its base: image size minus base size, as
-# `image inspect --format '{{.Size}}'` reports them. Measured 2026-12-03 with podman on the
-# debootstrap Debian bookworm base (localhost/pybase): 425.7 MB in all, of which the base is
-# 152.2 MB. The added layers (the venv of manylinux wheels, api/, artifact.py, the model) are the
-# same whichever base is used, while the base is not ours to size (python:3.11-slim for docker,
-# Debian bookworm here), so one figure limits both. The check fails past 1.5x; when a dependency
-# or the model grows on purpose, measure again (this script prints the figure) and update it
-# here and in the README's Container section.
+# `image inspect --format '{{.Size}}'` reports them, measured with podman on the debootstrap
+# Debian bookworm base. The added layers (the venv of manylinux wheels, api/, the contract
+# modules, the model) are the same whichever base is used, while the base is not ours to size
+# (python:3.11-slim for docker, Debian bookworm here), so one figure limits both. The check fails
+# past 1.5x; when a dependency or the model grows on purpose, measure again (this script prints
+# the figure) and update it here.
 ADDED_BYTES_MEASURED=273456508
 ADDED_BYTES_LIMIT=$((ADDED_BYTES_MEASURED * 3 / 2))
 
@@ -82,7 +81,7 @@ else
     # does not, so without this the check would allow writes that fail under docker
     run_args=(--network host --read-only-tmpfs=false)
 fi
-# The hardened way the README tells users to run it: nothing writable but /tmp, no capabilities.
+# The hardened way docs/operating.md tells users to run it: nothing writable but /tmp, no capabilities.
 hardened=(--read-only --cap-drop ALL --tmpfs /tmp)
 
 cleanup() {

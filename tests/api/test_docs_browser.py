@@ -2,7 +2,7 @@
 real uvicorn: every route listed, "Try it out" on /predict answered, nothing fetched off-machine.
 
 `BOSTON_DOCS_SCREENSHOT=docs/images/api-docs.png pytest tests/api/test_docs_browser.py` also
-saves the screenshot the README shows.
+saves the screenshot docs/api.md shows.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The facts the EDA notebook committed (metrics/eda.json) hold for the raw file, agree with
-ingest's report, and are the figures the README's data card quotes."""
+ingest's report, and are the figures the data card (docs/data.md) quotes."""
 
 from __future__ import annotations
 
@@ -81,7 +81,8 @@ def _spearman(name: str) -> Callable[[Facts], str]:
     return lambda eda: f"{eda['correlation_with_medv']['spearman'][name]:+.3f}"
 
 
-# Each row of the README's "What the data shows" table, and how its value is written from the facts.
+# Each row of the data card's "What the data shows" table, and how its value is written from the
+# facts.
 CARD_FIGURES: dict[str, Callable[[Facts], str]] = {
     "tracts": lambda eda: str(eda["rows"]),
     "empty cells (committed file)": lambda eda: str(sum(eda["gaps"].values())),
@@ -101,11 +102,11 @@ CARD_FIGURES: dict[str, Callable[[Facts], str]] = {
 
 
 def test_the_readme_data_card_quotes_the_facts(eda: Facts, ingest: Facts) -> None:
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "data.md").read_text()
     section = readme.split("### What the data shows", 1)[1].split("\n#", 1)[0]
     rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|", section, flags=re.MULTILINE))
     for label, write in CARD_FIGURES.items():
-        assert rows.get(label) == write(eda), f"README data card, row {label!r}"
+        assert rows.get(label) == write(eda), f"docs/data.md data card, row {label!r}"
     assert eda["b_cost"]["family"] == "ridge"
     assert rows["MEDV at the 50.0 ceiling"] == str(ingest["medv_censored_at_max"])
     assert rows["MEDV corrections applied"] == str(ingest["medv_corrected"])

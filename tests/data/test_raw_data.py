@@ -49,7 +49,7 @@ def test_no_duplicate_rows(raw: pd.DataFrame) -> None:
 
 
 def test_target_is_censored_at_50(raw: pd.DataFrame) -> None:
-    # 16 tracts read exactly 50.0: the recorded ceiling, not real prices (see README data card).
+    # 16 tracts read exactly 50.0: the recorded ceiling, not real prices (docs/data.md).
     assert raw[TARGET.name].max() == 50.0
     assert (raw[TARGET.name] == 50.0).sum() == 16
 
