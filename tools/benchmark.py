@@ -290,11 +290,7 @@ def report(
             f"/predict, 2 workers vs 1 (-c{args.worker_connections})", runs[two], runs[one], "x"
         ),
     ]
-    if "mlflow models serve" in servers:
-        mlflow_rps = servers["mlflow models serve"]["rps"]
-        lines.append(
-            f"- /predict vs mlflow models serve: {servers['/predict']['rps'] / mlflow_rps:.1f}x"
-        )
+    lines.append(_predict_floor(runs, servers))
     medians = {name: statistics.median(times) for name, times in batches.items()}
     lines += [
         "",
@@ -326,6 +322,34 @@ def report(
         ratio = medians["mlflow models serve"] / medians["our /predict/batch"]
         lines.append(f"- mlflow models serve / /predict/batch: {ratio:.1f}x")
     return "\n".join(lines)
+
+
+# The speed floor of serving the idiomatic way (docs/decisions/0012-idiomatic-fastapi.md).
+FLOOR_OF_EMPTY = 0.40
+FLOOR_OVER_MLFLOW = 5.0
+
+
+def _predict_floor(
+    runs: dict[str, list[dict[str, float]]], servers: dict[str, dict[str, float]]
+) -> str:
+    """The floor: /predict at or above 40% of the empty endpoint and 5x `mlflow models serve`."""
+    ratios = [
+        m["rps"] / b["rps"]
+        for m, b in zip(runs["/predict"], runs["empty FastAPI POST"], strict=True)
+    ]
+    of_empty = statistics.median(ratios)
+    parts = [f"{of_empty:.0%} of the empty endpoint"]
+    met = of_empty >= FLOOR_OF_EMPTY
+    if "mlflow models serve" in servers:
+        over_mlflow = servers["/predict"]["rps"] / servers["mlflow models serve"]["rps"]
+        parts.append(f"{over_mlflow:.1f}x mlflow models serve")
+        met = met and over_mlflow >= FLOOR_OVER_MLFLOW
+    else:
+        parts.append("mlflow models serve not measured (--skip-mlflow)")
+    floor = (
+        f"at or above {FLOOR_OF_EMPTY:.0%} of the empty endpoint and {FLOOR_OVER_MLFLOW:g}x mlflow"
+    )
+    return f"- Floor, /predict {floor}: {'MET' if met else 'MISSED'} ({', '.join(parts)})"
 
 
 def _batch_target(medians: dict[str, float]) -> str:

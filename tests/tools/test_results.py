@@ -187,3 +187,23 @@ def test_the_benchmark_report_states_the_shuffle_the_target_and_the_steps(tmp_pa
     assert "not measured (--skip-mlflow)" in _report(mlflow_ms=None)
     path = results.write(tmp_path / "benchmark.md", "Serving benchmark", text, "python -m x")
     assert path.read_text().endswith(f"\n\n{text}\n")
+
+
+def test_the_benchmark_states_the_predict_floor() -> None:
+    def runs(predict: float, mlflow: float) -> dict[str, list[dict[str, float]]]:
+        return {
+            "empty FastAPI POST": [{"rps": 1000.0}],
+            "/predict": [{"rps": predict}],
+            "mlflow models serve": [{"rps": mlflow}],
+        }
+
+    def floor(predict: float, mlflow: float) -> str:
+        measured = runs(predict, mlflow)
+        servers = {name: rows[0] for name, rows in measured.items()}
+        return benchmark._predict_floor(measured, servers)
+
+    assert floor(450.0, 80.0).endswith(
+        ": MET (45% of the empty endpoint, 5.6x mlflow models serve)"
+    )
+    assert ": MISSED (39% of the empty endpoint" in floor(390.0, 10.0)
+    assert ": MISSED (45% of the empty endpoint, 4.5x mlflow" in floor(450.0, 100.0)
