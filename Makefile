@@ -8,8 +8,9 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || \
 	{ python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null && command -v python3; })
 # Debian packages the test suite drives: a real browser for the pages people open, Prometheus
 # with its Pushgateway for the monitoring configuration, Redis for the shared rate limit, wrk
-# for the load and overload tests, and PostgreSQL under the retraining flow's MLflow server.
-TEST_SYSTEM_PACKAGES ?= chromium postgresql prometheus prometheus-pushgateway redis-server wrk
+# for the load and overload tests, PostgreSQL under the retraining flow's MLflow server, and curl
+# for the README's example.
+TEST_SYSTEM_PACKAGES ?= chromium curl postgresql prometheus prometheus-pushgateway redis-server wrk
 # The prediction log `make monitor` reads (the service writes it where BOSTON_API_LOG_SINK says).
 LOG ?= predictions.jsonl
 # The new labelled rows `make retrain` takes: a CSV in the raw file's contract, or a folder of them.

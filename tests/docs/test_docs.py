@@ -9,7 +9,6 @@ import importlib.util
 import json
 import re
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,7 +228,6 @@ def live_api(real_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's example needs curl")
 def test_the_readme_curl_example_prints_its_answer(live_api: str, real_model_dir: Path) -> None:
     command, documented = _curl_example()
     arguments = [re.sub(r"^(https?://)?localhost:8000", live_api, argument) for argument in command]
