@@ -156,6 +156,11 @@ class Skipped:
     def describe(self) -> str:
         return f"skipped {self.count} malformed line(s): " + "; ".join(self.examples)
 
+    def warn(self, reader: str) -> None:
+        """Tell the reader's user on stderr, when any line was skipped: never silently."""
+        if self.count:
+            print(f"{reader}: warning: {self.describe()}", file=sys.stderr)
+
 
 def read_records(paths: Iterable[Path], skipped: Skipped) -> Iterator[Record]:
     """Every record of `paths` (plain or gzip), in file order.

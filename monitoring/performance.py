@@ -201,8 +201,7 @@ def performance_status(
         print(f"performance: {error}", file=sys.stderr)
         return "cannot judge"
     logs_read = read(logs)
-    if logs_read.skipped.count:
-        print(f"performance: warning: {logs_read.skipped.describe()}", file=sys.stderr)
+    logs_read.skipped.warn("performance")
     joined = windows(logs_read, window)
     unknown = sum(key not in logs_read.predictions for key in logs_read.labels)
     print(

@@ -285,8 +285,7 @@ def drift_status(
         print(f"report: {error}", file=sys.stderr)
         return "cannot judge"
     records = read_logs(logs)
-    if records.skipped.count:
-        print(f"report: warning: {records.skipped.describe()}", file=sys.stderr)
+    records.skipped.warn("report")
     if not records.by_version:
         print("report: no prediction lines in the log(s); nothing to judge", file=sys.stderr)
         return "cannot judge"

@@ -28,8 +28,7 @@ import numpy as np
 from monitoring.performance import degraded, rmse_interval
 from studies.simulation import (
     PipelineParams,
-    read_data,
-    residuals_of,
+    RealResiduals,
     share_cell,
     simulation_parser,
 )
@@ -78,21 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = PipelineParams.read(args.params)
     started = time.perf_counter()
-    _, data = read_data(args)
-    residuals = residuals_of(data, params.drop, args.seed)
-    test_rows = params.test_rows(len(residuals))
-    fired = simulate(residuals, test_rows, params.bootstrap, args.trials, args.seed)
+    residuals = RealResiduals.read(args, params)
+    test_rows = residuals.test_rows
+    fired = simulate(residuals.values, test_rows, params.bootstrap, args.trials, args.seed)
     text = (
-        f"Degraded rule calibration: {args.trials} trials, seed {args.seed}, out-of-fold residuals "
-        f"of {len(residuals)} real tracts (RMSE {np.sqrt(np.mean(residuals**2)):.2f}); card "
-        f"interval from a test split of {test_rows} rows, {params.bootstrap} bootstrap "
+        f"Degraded rule calibration: {args.trials} trials, seed {args.seed}, "
+        f"{residuals.describe()}; card interval from a test split of {test_rows} rows, "
+        f"{params.bootstrap} bootstrap "
         "resamples.\nShare of windows judged degraded, with its 95% Wilson interval:\n\n"
         f"{table(fired, args.trials)}\n\nwall time {time.perf_counter() - started:.0f} s"
     )
-    print(text)
-    if args.results:
-        command = results.command_line("studies.degradation_calibration", argv)
-        results.write(args.results, "Degraded rule calibration", text, command)
+    results.publish(
+        text, "Degraded rule calibration", "studies.degradation_calibration", argv, args.results
+    )
     return 0
 
 

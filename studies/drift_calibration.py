@@ -445,10 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             f"wall time {elapsed:.0f} s",
         ]
     )
-    print(text)
-    if args.results:
-        command = results.command_line("studies.drift_calibration", argv)
-        results.write(args.results, "Drift rule calibration", text, command)
+    results.publish(text, "Drift rule calibration", "studies.drift_calibration", argv, args.results)
     return 1 if any(check.status == "MISSED" for check in checks) else 0
 
 

@@ -23,8 +23,7 @@ import numpy as np
 from flows.decisions import compare, decide
 from studies.simulation import (
     PipelineParams,
-    read_data,
-    residuals_of,
+    RealResiduals,
     share_cell,
     simulation_parser,
 )
@@ -85,24 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     params = PipelineParams.read(args.params)
     margin = params.margin if args.margin is None else args.margin
     started = time.perf_counter()
-    _, data = read_data(args)
-    residuals = residuals_of(data, params.drop, args.seed)
-    held_out = params.test_rows(len(residuals))
+    residuals = RealResiduals.read(args, params)
     promoted = simulate(
-        residuals, margin, held_out, params.retrain_bootstrap, args.trials, args.seed
-    )
+        residuals.values, margin, residuals.test_rows, params.retrain_bootstrap, args.trials,
+        args.seed,
+    )  # fmt: skip
     text = (
         f"Promotion rule calibration: {args.trials} trials, seed {args.seed}, margin "
-        f"{margin}, {held_out} held-out rows, out-of-fold residuals of {len(residuals)} "
-        f"real tracts (RMSE {np.sqrt(np.mean(residuals**2)):.2f}).\n"
+        f"{margin}, {residuals.test_rows} held-out rows, {residuals.describe()}.\n"
         "Share of challengers promoted, with its 95% Wilson interval (a challenger worse by more "
         "than the margin should almost never be):\n\n"
         f"{table(promoted, args.trials, margin)}\n\nwall time {time.perf_counter() - started:.0f} s"
     )
-    print(text)
-    if args.results:
-        command = results.command_line("studies.promotion_calibration", argv)
-        results.write(args.results, "Promotion rule calibration", text, command)
+    results.publish(
+        text, "Promotion rule calibration", "studies.promotion_calibration", argv, args.results
+    )
     return 0
 
 

@@ -111,6 +111,25 @@ def residuals_of(table: pd.DataFrame, drop: list[str], seed: int) -> np.ndarray:
     return residuals
 
 
+@dataclass(frozen=True)
+class RealResiduals:
+    """The stand-in model's out-of-fold residuals over the real tracts, and the rows a test split
+    of them holds (what the card's and the flow's figures are computed on)."""
+
+    values: np.ndarray
+    test_rows: int
+
+    @classmethod
+    def read(cls, args: argparse.Namespace, params: PipelineParams) -> RealResiduals:
+        _, data = read_data(args)
+        values = residuals_of(data, params.drop, args.seed)
+        return cls(values, params.test_rows(len(values)))
+
+    def describe(self) -> str:
+        rmse = np.sqrt(np.mean(self.values**2))
+        return f"out-of-fold residuals of {len(self.values)} real tracts (RMSE {rmse:.2f})"
+
+
 def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
     """The 95% Wilson score interval of a proportion (sensible at 0 and at n successes too)."""
     if trials == 0:

@@ -80,3 +80,12 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def publish(
+    text: str, title: str, module: str, argv: list[str] | None, destination: Path | None
+) -> None:
+    """Print a tool's table, and write it to `destination` (its --results file) when given."""
+    print(text)
+    if destination is not None:
+        write(destination, title, text, command_line(module, argv))
