@@ -90,9 +90,13 @@ serve: venv
 	python -m api
 
 ## mlflow-ui: browse every run, its params, metrics and model (http://127.0.0.1:5000)
+# Browsing needs no background job runner (it prints tracebacks at Ctrl-C), and MLflow's own
+# import of a deprecated Starlette module is not the user's to act on.
 .PHONY: mlflow-ui
 mlflow-ui: venv
-	mlflow ui --backend-store-uri sqlite:///mlflow.db
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	PYTHONWARNINGS="ignore:starlette.middleware.wsgi is deprecated" \
+		mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 ## tune-compare: grid vs Optuna (and no early stopping, monotone) on the same folds: RMSE, time, size (docs/results/)
 .PHONY: tune-compare

@@ -217,7 +217,8 @@ def serve(launch: Launch) -> None:
             sock.close()
         return
     server = uvicorn.Server(config)
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it, as uvicorn.run
+        server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 

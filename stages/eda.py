@@ -60,6 +60,9 @@ def execute(notebook: NotebookNode, cwd: Path) -> NotebookNode:
         kernel_name="python3",
         record_timing=False,
         resources={"metadata": {"path": str(cwd)}},
+        # the kernel runs on this machine's loopback for the length of the render; its warning
+        # about unencrypted TCP is for kernels reached over a network
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     # A fixed hash seed keeps any set or dict ordering the same from run to run.
     env = {**os.environ, "PYTHONHASHSEED": "0"}

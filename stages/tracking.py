@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,19 @@ def record_run(
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_dict(card, "model_card.json")
         example = read_table(train_path)[card["model_inputs"]].head(5)
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature(card),
-            input_example=example,
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=_types_to_trust(model),
-            registered_model_name=settings["registered_model"],
-        )
+        with warnings.catch_warnings():
+            # MLflow scores the named-column example to check it; the Pipeline was fitted on the
+            # contract's arrays, in the same column order, so the names carry nothing to check
+            warnings.filterwarnings("ignore", "X has feature names", UserWarning)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=signature(card),
+                input_example=example,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=_types_to_trust(model),
+                registered_model_name=settings["registered_model"],
+            )
         client = MlflowClient()
         version = str(info.registered_model_version)
         client.set_registered_model_alias(settings["registered_model"], settings["alias"], version)
