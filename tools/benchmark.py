@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     # accepted them: with 8 connections one worker often holds most of them, so 1 vs 2 workers is
     # measured with more.
     parser.add_argument("--worker-connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-repeats", type=int, default=10)
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument(

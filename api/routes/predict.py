@@ -12,30 +12,31 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from api.columnar import Table, TableInvalid
-from api.dependencies import JsonBody, RuntimeDep, ServingDep
+from api.dependencies import JsonBody, get_runtime, get_serving, json_body
 from api.openapi import body_declared_later
 from api.runtime import Serving
 from api.schemas import BatchPrediction, Prediction, Row
-from api.scoring import BatchScoringDep, account_one, server_timing, validated
+from api.scoring import BatchScoringDep, account_one, elapsed_ms, validated
 
 router = APIRouter(tags=["predictions"])
 
 
 @router.post("/predict", openapi_extra=body_declared_later())
-async def predict(
-    body: JsonBody, current: ServingDep, runtime: RuntimeDep, request: Request, response: Response
-) -> Prediction:
+async def predict(request: Request) -> Prediction:
     """Predict MEDV for one house."""
     started = time.perf_counter()
-    values = validated(current.house, body)
+    # The hot path awaits the dependency functions itself rather than declaring them: FastAPI
+    # resolves each declared one per request, at more than the model's cost (decision 0012).
+    runtime = await get_runtime(request)
+    current = await get_serving(runtime)
+    values = validated(current.house, await json_body(request))
     model = current.model
     row = model.matrix([values])[0]
     prediction = model.predict_one(row)
-    elapsed_ms = server_timing(response, started)
-    account_one(request, runtime, current, row, values, prediction, elapsed_ms)
+    account_one(request, runtime, current, row, values, prediction, elapsed_ms(started))
     return Prediction(
         prediction=prediction, model_version=model.version, ignored_inputs=current.ignored_inputs
     )
