@@ -89,9 +89,9 @@ lock: venv
 serve: venv
 	python -m api
 
-## mlflow-ui: browse every run, its params, metrics and model (http://127.0.0.1:5000)
 # Browsing needs no background job runner (it prints tracebacks at Ctrl-C), and MLflow's own
 # import of a deprecated Starlette module is not the user's to act on.
+## mlflow-ui: browse every run, its params, metrics and model (http://127.0.0.1:5000)
 .PHONY: mlflow-ui
 mlflow-ui: venv
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
