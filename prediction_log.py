@@ -2,7 +2,7 @@
 
 The service writes one JSON object per line with `PredictionLog`; the drift and performance
 reports read the lines back with `read_records`, so both judge the same lines by the same rules.
-Standard library and orjson only: the serving image carries this module beside artifact.py.
+Standard library, orjson and conformal.py: the serving image carries these beside artifact.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from conformal import Interval
+
 PREDICTION = "prediction"
 FEEDBACK = "feedback"
 EVENTS = (PREDICTION, FEEDBACK)
@@ -34,6 +36,9 @@ PREDICTION_FIELDS = (
     "prediction",
 )  # fmt: skip
 FEEDBACK_FIELDS = ("ts", "event", "request_id", "row", "actual")
+# A prediction served with a conformal interval also carries its bounds (conformal.py); lines of a
+# model calibrated without intervals, and older lines, have none.
+INTERVAL_FIELDS = ("lower", "upper", "upper_censored", "level")
 
 _SHOWN_PROBLEMS = 3
 
@@ -65,8 +70,11 @@ class PredictionLog:
         inputs: Sequence[dict[str, Any]],
         predictions: Sequence[float],
         latency_ms: float,
+        intervals: Sequence[Interval] | None = None,
+        level: float | None = None,
     ) -> None:
-        """One line per row of a request, each kept with probability `sample_rate`."""
+        """One line per row of a request, each kept with probability `sample_rate`; `intervals`
+        (one per row, at `level`) are logged beside the predictions when the model has them."""
         ts = _now()
         lines = [
             _encode(
@@ -80,6 +88,16 @@ class PredictionLog:
                     "row": row,
                     "inputs": sent,
                     "prediction": prediction,
+                    **(
+                        {}
+                        if intervals is None
+                        else {
+                            "lower": intervals[row].lower,
+                            "upper": intervals[row].upper,
+                            "upper_censored": intervals[row].upper_censored,
+                            "level": level,
+                        }
+                    ),
                 }
             )
             for row, (sent, prediction) in enumerate(zip(inputs, predictions, strict=True))
@@ -135,6 +153,8 @@ class Prediction:
     latency_ms: float
     inputs: dict[str, float | None]
     prediction: float
+    interval: Interval | None = None  # the conformal interval served with it, if any
+    level: float | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +249,7 @@ def _record(parsed: Any, rows_so_far: dict[str, int]) -> Record:
             latency_ms=_number(parsed, "latency_ms"),
             inputs=_inputs(parsed),
             prediction=_number(parsed, "prediction"),
+            **_interval(parsed),
         )
     if event == FEEDBACK:
         _require(parsed, FEEDBACK_FIELDS, event)
@@ -239,6 +260,18 @@ def _record(parsed: Any, rows_so_far: dict[str, int]) -> Record:
             actual=_number(parsed, "actual"),
         )
     raise _NotARecord(f"event {event!r} is none of {', '.join(EVENTS)}")
+
+
+def _interval(parsed: dict[str, Any]) -> dict[str, Any]:
+    present = [name for name in INTERVAL_FIELDS if name in parsed]
+    if not present:
+        return {}
+    _require(parsed, INTERVAL_FIELDS, "a prediction line with an interval")
+    censored = parsed["upper_censored"]
+    if not isinstance(censored, bool):
+        raise _NotARecord(f"upper_censored is {censored!r}, not true or false")
+    bounds = Interval(_number(parsed, "lower"), _number(parsed, "upper"), censored)
+    return {"interval": bounds, "level": _number(parsed, "level")}
 
 
 def _require(parsed: dict[str, Any], names: Sequence[str], event: str) -> None:

@@ -46,6 +46,7 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from conformal import wilson
 from monitoring.drift import DriftSettings, Verdict, judge
 from stages.contract import FEATURES, TARGET, model_features
 from stages.profile import build_profile
@@ -55,7 +56,6 @@ from studies.simulation import (
     read_data,
     simulation_parser,
     stand_in,
-    wilson,
 )
 from tools import results
 

@@ -4,7 +4,6 @@ model whose real errors they resample, and how they print a simulated rate."""
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from conformal import wilson
 from stages.contract import TARGET, model_features
 from stages.files import pipeline_path
 
@@ -128,17 +128,6 @@ class RealResiduals:
     def describe(self) -> str:
         rmse = np.sqrt(np.mean(self.values**2))
         return f"out-of-fold residuals of {len(self.values)} real tracts (RMSE {rmse:.2f})"
-
-
-def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion (sensible at 0 and at n successes too)."""
-    if trials == 0:
-        return 0.0, 1.0
-    share = successes / trials
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials))
-    half /= 1 + z * z / trials
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def share_cell(count: int, trials: int) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studies.simulation import PipelineParams, residuals_of, share_cell, wilson
+from conformal import wilson
+from studies.simulation import PipelineParams, residuals_of, share_cell
 from tests.conftest import REPO, synthetic_table
 
 
