@@ -131,7 +131,8 @@ def covered(
 ) -> np.ndarray:
     """Whether each price lies in its interval; an open-ended interval has no upper bound."""
     actual = np.asarray(actual, dtype=np.float64)
-    return (actual >= lower) & ((actual <= upper) | np.asarray(upper_censored, dtype=bool))
+    inside = (actual >= lower) & ((actual <= upper) | np.asarray(upper_censored, dtype=bool))
+    return np.asarray(inside, dtype=bool)
 
 
 def wilson(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
