@@ -21,6 +21,7 @@ import sklearn
 
 from api.fast_path import RowPredictor, compile_row_predictor
 from artifact import ArtifactError, read_card, read_profile, sha256_of
+from conformal import Intervals
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ class ServedModel:
     row_predictor: RowPredictor | None = field(default=None, repr=False)
     # the training split's reference for live drift metrics; None when it could not be read
     profile: dict[str, Any] | None = field(default=None, repr=False)
+    # the conformal calibration the card carries; None for a model exported before intervals
+    intervals: Intervals | None = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -94,13 +97,24 @@ def load(model_dir: Path) -> ServedModel:
             f"the model was trained with scikit-learn {expected}, this service runs "
             f"{sklearn.__version__}; install {expected} to serve it"
         )
+    intervals = _intervals_or_none(card)
     pipeline = joblib.load(artifact)
     return ServedModel(
         pipeline=pipeline,
         card=card,
         row_predictor=compile_row_predictor(pipeline),
         profile=_profile_or_none(model_dir, card),
+        intervals=intervals,
     )
+
+
+def _intervals_or_none(card: dict[str, Any]) -> Intervals | None:
+    if "intervals" not in card:
+        return None
+    try:
+        return Intervals.from_dict(card["intervals"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelUnavailable(f"malformed card: its intervals are unusable ({error})") from None
 
 
 def _profile_or_none(model_dir: Path, card: dict[str, Any]) -> dict[str, Any] | None:

@@ -24,6 +24,8 @@ from pydantic import (
 # run time, which a static checker cannot follow, hence Any.
 from typing_extensions import TypedDict as _TypedDict
 
+from conformal import Interval
+
 _typed_dict: Any = _TypedDict
 
 
@@ -150,22 +152,49 @@ def example(card: dict[str, Any]) -> dict[str, float]:
     return {f["name"]: FIRST_TRACT[f["name"]] for f in card["features"] if f["name"] in FIRST_TRACT}
 
 
+class PriceInterval(BaseModel):
+    """The range the price lies in with probability `level` (a conformal interval)."""
+
+    lower: float = Field(description="lower bound, $1000s")
+    upper: float = Field(description="upper bound, $1000s; 50.0 when upper_censored")
+    level: float = Field(description="the share of prices the interval is calibrated to hold")
+    upper_censored: bool = Field(
+        description="the bound reached 50.0, where recorded prices stop ('50 or more'): "
+        "the interval is open-ended above"
+    )
+
+
+def interval_of(bounds: Interval, level: float) -> PriceInterval:
+    return PriceInterval(
+        lower=bounds.lower, upper=bounds.upper, level=level, upper_censored=bounds.upper_censored
+    )
+
+
+_NO_INTERVALS = "null when the model was exported without a conformal calibration"
+
+
 class Prediction(BaseModel):
     prediction: float = Field(description="predicted MEDV, median home value in $1000s")
+    interval: PriceInterval | None = Field(description=_NO_INTERVALS)
     model_version: str
     ignored_inputs: list[str] = Field(description="inputs accepted but not used by this model")
 
 
 class BatchPrediction(BaseModel):
     predictions: list[float]
+    intervals: list[PriceInterval] | None = Field(description=f"one per row; {_NO_INTERVALS}")
     model_version: str
     ignored_inputs: list[str]
 
 
 class Predictions(BaseModel):
-    """MEDV ($1000s) per row, in the order sent, as `mlflow models serve` answers."""
+    """MEDV ($1000s) per row, in the order sent, as `mlflow models serve` answers; with
+    `"params": {"intervals": true}`, each row's conformal interval too."""
 
     predictions: list[float]
+    intervals: list[PriceInterval] | None = Field(
+        default=None, description="one per row, when asked for and the model has them"
+    )
 
 
 def feedback_type(card: dict[str, Any], max_rows: int) -> TypeAdapter[Any]:

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from api.dependencies import RuntimeDep, ServingDep
 from api.runtime import Runtime, Serving
 from api.schemas import Row
+from conformal import Bounds, Interval
 
 _T = TypeVar("_T")
 
@@ -53,9 +54,9 @@ def elapsed_ms(started: float) -> float:
 
 def account_one(
     request: Request, runtime: Runtime, current: Serving, row: np.ndarray, values: Row,
-    prediction: float, elapsed_ms: float,
+    prediction: float, bounds: Interval | None, elapsed_ms: float,
 ) -> None:  # fmt: skip
-    """Count and log one /predict answer."""
+    """Count and log one /predict answer, with its interval when the model has one."""
     metrics = runtime.metrics
     metrics.predictions.observe(prediction)
     if metrics.inputs is not None:
@@ -65,8 +66,14 @@ def account_one(
     runtime.log.record(
         request_id=request_id, route="/predict", model_version=version,
         inputs=[values], predictions=[prediction], latency_ms=elapsed_ms,
+        intervals=None if bounds is None else [bounds], level=_level(current),
     )  # fmt: skip
     runtime.answered.remember(request_id, version, 1)
+
+
+def _level(current: Serving) -> float | None:
+    calibration = current.model.intervals
+    return None if calibration is None else calibration.level
 
 
 @dataclass(frozen=True)
@@ -80,12 +87,17 @@ class BatchScoring:
 
     async def predict(
         self, matrix: np.ndarray, rows: Sequence[Row], started: float, *, route: str
-    ) -> list[float]:
-        """Predictions for a validated matrix, in order. A large batch would hold the event
-        loop, so it is scored in a worker thread (/health stays live); its thousands of
-        observations and log lines are written after the answer is sent."""
+    ) -> Scored:
+        """Predictions for a validated matrix, in order, with their intervals when the model has
+        them. A large batch would hold the event loop, so it is scored in a worker thread
+        (/health stays live); its thousands of observations and log lines are written after
+        the answer is sent."""
         model = self.current.model
-        predictions: list[float] = (await anyio.to_thread.run_sync(model.predict, matrix)).tolist()
+        scored: np.ndarray = await anyio.to_thread.run_sync(model.predict, matrix)
+        predictions: list[float] = scored.tolist()
+        calibration = model.intervals
+        bounds = calibration.many(scored) if calibration is not None else None
+        level = calibration.level if calibration is not None else None
         latency_ms = elapsed_ms(started)
         request_id: str = self.request.state.request_id
         metrics, later = self.runtime.metrics, self.background
@@ -93,12 +105,43 @@ class BatchScoring:
         if metrics.inputs is not None:
             later.add_task(metrics.inputs.observe, matrix)
         later.add_task(
-            self.runtime.log.record, request_id=request_id, route=route,
+            _log_batch, self.runtime, request_id=request_id, route=route,
             model_version=model.version, inputs=rows, predictions=predictions,
-            latency_ms=latency_ms,
+            latency_ms=latency_ms, bounds=bounds, level=level,
         )  # fmt: skip
         self.runtime.answered.remember(request_id, model.version, len(predictions))
-        return predictions
+        return Scored(predictions, bounds, level)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A batch's predictions, and their intervals (None when the model has no calibration)."""
+
+    predictions: list[float]
+    bounds: Bounds | None
+    level: float | None
+
+    def intervals(self) -> list[dict[str, Any]] | None:
+        """The intervals as the answer's objects, one per row."""
+        if self.bounds is None:
+            return None
+        lower, upper, censored = (values.tolist() for values in self.bounds)
+        return [
+            {"lower": low, "upper": high, "level": self.level, "upper_censored": open_ended}
+            for low, high, open_ended in zip(lower, upper, censored, strict=True)
+        ]
+
+
+def _log_batch(
+    runtime: Runtime, *, bounds: Bounds | None, level: float | None, **record: Any
+) -> None:
+    """The batch's log lines, written after the answer: its intervals are built here too."""
+    if bounds is None:
+        runtime.log.record(**record)
+        return
+    lower, upper, censored = (values.tolist() for values in bounds)
+    intervals = list(map(Interval, lower, upper, censored))
+    runtime.log.record(**record, intervals=intervals, level=level)
 
 
 def batch_scoring(

@@ -17,9 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
+from sklearn.base import clone
+from sklearn.model_selection import cross_val_predict
 
 from artifact import PROFILE_NAME, model_version, sha256_of
+from conformal import Intervals
+from stages.calibrate import out_of_fold_predictions
 from stages.contract import FEATURES, TARGET, model_features
+from stages.evaluate import interval_report
 from stages.export import model_card
 from stages.families import build
 from stages.profile import build_profile
@@ -95,14 +100,28 @@ def export_tiny_model(model_dir: Path, family: str = "ridge") -> dict[str, Any]:
         "features": features,
         "cv": {"folds": 5, "repeats": 1, "train_rows": len(table)},
     }
+    # calibrated as the calibrate stage does, on out-of-fold predictions of the training rows
+    actual = table[TARGET.name].to_numpy()
+    oof = out_of_fold_predictions(pipeline, table, features, folds=5, seed=0)
+    intervals = Intervals.calibrate(oof, actual, level=0.9, bins=3, upper_limit=TARGET.maximum)
     evaluate_report = {
         "cv": {"family": family, "cv_rmse_mean": 1.0, "cv_rmse_std": 0.1},
         "test": {"rmse": 1.0, "mae": 0.8, "r2": 0.9, "rows": 20},
+        "intervals": interval_report(intervals, actual, oof)[0],
     }
     card = model_card(
         artifact=artifact, tune_report=tune_report, evaluate_report=evaluate_report,
         alpha=1.0, train_md5="0" * 32, profile_sha256=sha256_of(model_dir / PROFILE_NAME),
+        intervals=intervals,
     )  # fmt: skip
+    if "intervals" not in card:  # calibrated as the calibrate stage does, on 5 folds
+        out_of_fold = cross_val_predict(
+            clone(pipeline), table[features].to_numpy(), table[TARGET.name].to_numpy(), cv=5
+        )
+        card["intervals"] = Intervals.calibrate(
+            out_of_fold, table[TARGET.name].to_numpy(), level=0.9, bins=3,
+            upper_limit=TARGET.maximum,
+        ).as_dict()  # fmt: skip
     (model_dir / "model_card.json").write_text(json.dumps(card, indent=2))
     train.unlink()
     return card

@@ -28,12 +28,15 @@ router = APIRouter(tags=["mlflow"])
 probes = APIRouter(include_in_schema=False)
 
 
-@router.post("/invocations", openapi_extra=body_declared_later())
+@router.post("/invocations", openapi_extra=body_declared_later(), response_model_exclude_none=True)
 async def invocations(body: JsonBody, scoring: BatchScoringDep) -> Predictions:
     """MLflow's scoring protocol: one of `dataframe_split`, `dataframe_records`, `instances` or
-    `inputs`; answers `{"predictions": [...]}` like `mlflow models serve`."""
+    `inputs`; answers `{"predictions": [...]}` like `mlflow models serve`, and adds each row's
+    conformal interval under `"intervals"` when MLflow's `params` field asks:
+    `"params": {"intervals": true}`."""
     started = time.perf_counter()
     key, data = _mlflow_body(body)
+    with_intervals = _intervals_asked(body)
     max_rows = scoring.runtime.settings.max_batch_rows
     if len(data) > max_rows:
         raise invalid(("body", key), f"at most {max_rows} rows per request", "too_long")
@@ -50,8 +53,9 @@ async def invocations(body: JsonBody, scoring: BatchScoringDep) -> Predictions:
     if matrix is None:  # what the columnar check leaves to the row schema
         rows = validated(current.batch, {"rows": rows}, ("body", key), drop=1)["rows"]
         matrix = current.model.matrix(rows)
-    predictions = await scoring.predict(matrix, rows, started, route="/invocations")
-    return Predictions(predictions=predictions)
+    scored = await scoring.predict(matrix, rows, started, route="/invocations")
+    intervals = scored.intervals() if with_intervals else None
+    return Predictions(predictions=scored.predictions, intervals=intervals)
 
 
 @probes.get("/ping")
@@ -66,6 +70,14 @@ async def ping(runtime: RuntimeDep) -> Response:
 async def version(request: Request) -> PlainTextResponse:
     """The service's version, where `mlflow models serve` tells MLflow's."""
     return PlainTextResponse(request.app.version)
+
+
+def _intervals_asked(payload: dict[str, Any]) -> bool:
+    """MLflow's inference parameters: `intervals` (true or false) is the one this model reads."""
+    asked = payload.get("params", {}).get("intervals", False)
+    if not isinstance(asked, bool):
+        raise invalid(("body", "params", "intervals"), "must be true or false", "bool_type")
+    return asked
 
 
 def _prefixed(errors: list[dict[str, Any]], prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:

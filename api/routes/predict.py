@@ -18,7 +18,7 @@ from api.columnar import Table, TableInvalid
 from api.dependencies import JsonBody, get_runtime, get_serving, json_body
 from api.openapi import body_declared_later
 from api.runtime import Serving
-from api.schemas import BatchPrediction, Prediction, Row
+from api.schemas import BatchPrediction, Prediction, Row, interval_of
 from api.scoring import BatchScoringDep, account_one, elapsed_ms, validated
 
 router = APIRouter(tags=["predictions"])
@@ -36,9 +36,14 @@ async def predict(request: Request) -> Prediction:
     model = current.model
     row = model.matrix([values])[0]
     prediction = model.predict_one(row)
-    account_one(request, runtime, current, row, values, prediction, elapsed_ms(started))
+    calibration = model.intervals
+    bounds = calibration.one(prediction) if calibration is not None else None
+    account_one(request, runtime, current, row, values, prediction, bounds, elapsed_ms(started))
     return Prediction(
-        prediction=prediction, model_version=model.version, ignored_inputs=current.ignored_inputs
+        prediction=prediction,
+        interval=interval_of(bounds, calibration.level) if calibration and bounds else None,
+        model_version=model.version,
+        ignored_inputs=current.ignored_inputs,
     )
 
 
@@ -53,9 +58,10 @@ async def predict_batch(body: JsonBody, scoring: BatchScoringDep) -> BatchPredic
     else:
         rows = validated(current.batch, body)["rows"]
         matrix = current.model.matrix(rows)
-    predictions = await scoring.predict(matrix, rows, started, route="/predict/batch")
+    scored = await scoring.predict(matrix, rows, started, route="/predict/batch")
     return BatchPrediction(
-        predictions=predictions,
+        predictions=scored.predictions,
+        intervals=scored.intervals(),
         model_version=current.model.version,
         ignored_inputs=current.ignored_inputs,
     )
