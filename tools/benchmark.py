@@ -2,11 +2,13 @@
 10,000-row batch against `mlflow models serve`.
 
 Every server runs on a loopback port under the same uvicorn settings, with rate limiting off (the
-default) except on one server that measures what the limiter costs. wrk drives /predict, /predict
-with a rate limit it never reaches, and an empty FastAPI POST endpoint, then /predict on one
-uvicorn worker and on two, in alternating rounds; then the same 10,000-row `dataframe_split`
-body is sent to our /invocations and to `mlflow models serve` (and the same rows as
-`{"rows": [...]}` to our /predict/batch), timed round trip by round trip, and the steps of
+default) except on one server that measures what the limiter costs, and one that serves the same
+model without its conformal intervals, to measure what they cost. wrk drives /predict, /predict
+without intervals, /predict with a rate limit it never reaches, and an empty FastAPI POST
+endpoint, then /predict on one uvicorn worker and on two, in alternating rounds; then the same
+10,000-row `dataframe_split` body is sent to our /invocations (with and without asking for the
+intervals) and to `mlflow models serve` (and the same rows as `{"rows": [...]}` to our
+/predict/batch, with and without intervals), timed round trip by round trip, and the steps of
 /invocations are timed in process beside it. The batch's rows are the raw tracts repeated and
 shuffled with a fixed seed: in file order they repeat one sequence, which a tree ensemble predicts
 much faster than a real batch (docs/decisions/0010-batch-target-vs-mlflow.md, with the target).
@@ -51,6 +53,7 @@ BATCH_ROWS = 10_000
 SHUFFLE_SEED = 20240601  # the batch's row order (--seed)
 _SETTLE_S = 0.2
 LIMITED = "/predict, rate limit on"
+PLAIN = "/predict, no intervals"
 UVICORN = ["--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
 _WRK_SCRIPT = """
 wrk.method = "POST"
@@ -100,6 +103,16 @@ def wrk(url: str, body: str, seconds: int, connections: int) -> dict[str, float]
 def _latency_ms(out: str, percentile: str) -> float:
     value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def without_intervals(models: Path, destination: Path) -> None:
+    """A copy of the model folder whose card has no conformal calibration."""
+    for path in models.iterdir():
+        if path.is_file():
+            shutil.copyfile(path, destination / path.name)
+    card = json.loads((models / "model_card.json").read_text())
+    del card["intervals"]
+    (destination / "model_card.json").write_text(json.dumps(card))
 
 
 def raw_tracts(columns: list[str]) -> list[list[float]]:
@@ -181,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     if not (REPO / "models" / "model_card.json").is_file():
         sys.exit("benchmark: no exported model; run `make repro` first")
     card = json.loads((REPO / "models" / "model_card.json").read_text())
+    if "intervals" not in card:
+        sys.exit("benchmark: the exported model has no intervals; run `make repro` first")
     log = tempfile.NamedTemporaryFile(suffix=".jsonl", delete=False).name  # noqa: SIM115
     env = {
         "BOSTON_API_MODEL_DIR": str(REPO / "models"),
@@ -197,23 +212,31 @@ def main(argv: list[str] | None = None) -> None:
     rows = batch_rows(tracts, BATCH_ROWS, args.seed)
     split = json.dumps({"dataframe_split": {"columns": columns, "data": rows}}).encode()
     records = json.dumps({"rows": [dict(zip(columns, row, strict=True)) for row in rows]}).encode()
+    asked = json.dumps(
+        {"dataframe_split": {"columns": columns, "data": rows}, "params": {"intervals": True}}
+    ).encode()
 
     # The servers run side by side and are measured in alternation, round after round, so a
     # noisy neighbour hurts every server alike; the medians (and the per-round ratios) count.
     one, two = _worker_runs(args)  # the one-worker server of /predict, more connections
     runs: dict[str, list[dict[str, float]]] = {
-        "empty FastAPI POST": [], "/predict": [], LIMITED: [], one: [], two: [],
+        "empty FastAPI POST": [], "/predict": [], PLAIN: [], LIMITED: [], one: [], two: [],
     }  # fmt: skip
-    names = ("empty", "one", "limited", "two", "mlflow")
+    names = ("empty", "one", "plain", "limited", "two", "mlflow")
     urls = {name: f"http://127.0.0.1:{free_port()}" for name in names}
     commands = {
         "empty": _uvicorn("tools.empty_app:app", urls["empty"], 1),
         "one": _uvicorn("api.main:app", urls["one"], 1),
+        "plain": _uvicorn("api.main:app", urls["plain"], 1),
         "limited": _uvicorn("api.main:app", urls["limited"], 1),
         "two": _uvicorn("api.main:app", urls["two"], 2),
     }
     # what the rate limiter costs: a limit wrk never reaches, so every request is counted
     server_env = {"limited": {**env, "BOSTON_API_RATE_LIMIT": "1000000/second"}}
+    # what the intervals cost: the same model, its card without the calibration
+    plain_models = Path(tempfile.mkdtemp(prefix="benchmark-models-"))
+    without_intervals(REPO / "models", plain_models)
+    server_env["plain"] = {**env, "BOSTON_API_MODEL_DIR": str(plain_models)}
     if not args.skip_mlflow:
         # the version the export stage registered: the model in models/, which our servers serve
         export = load_params("export", REPO / "dvc.yaml", REPO / "params.yaml")["export"]
@@ -231,13 +254,16 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.rounds):
             runs["empty FastAPI POST"].append(wrk(f"{urls['empty']}/empty", house, *per_request))
             runs["/predict"].append(wrk(f"{urls['one']}/predict", house, *per_request))
+            runs[PLAIN].append(wrk(f"{urls['plain']}/predict", house, *per_request))
             runs[LIMITED].append(wrk(f"{urls['limited']}/predict", house, *per_request))
             many = (args.seconds, args.worker_connections)
             runs[one].append(wrk(f"{urls['one']}/predict", house, *many))
             runs[two].append(wrk(f"{urls['two']}/predict", house, *many))
         targets = {
             "our /invocations": (f"{urls['one']}/invocations", split),
+            "our /invocations, intervals asked": (f"{urls['one']}/invocations", asked),
             "our /predict/batch": (f"{urls['one']}/predict/batch", records),
+            "our /predict/batch, no intervals": (f"{urls['plain']}/predict/batch", records),
         }
         if not args.skip_mlflow:
             single = {"dataframe_records": [{k: EXAMPLE[k] for k in columns}]}
@@ -247,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
             targets["mlflow models serve"] = (f"{urls['mlflow']}/invocations", split)
         batches = round_trips_ms(targets, args.batch_repeats)
     os.unlink(log)
+    shutil.rmtree(plain_models)
     steps = invocations_steps_ms(split, args.batch_repeats)
     text = report(card, args, runs, batches, steps, len(tracts))
     print(f"\n{text}")
@@ -285,6 +312,8 @@ def report(
         ),
         "",
         _ratio("/predict vs empty endpoint", runs["/predict"], runs["empty FastAPI POST"], "%"),
+        _ratio(f"{PLAIN} vs empty endpoint", runs[PLAIN], runs["empty FastAPI POST"], "%"),
+        _ratio("/predict with intervals vs without", runs["/predict"], runs[PLAIN], "%"),
         _ratio("/predict, rate limit on vs off", runs[LIMITED], runs["/predict"], "%"),
         _ratio(
             f"/predict, 2 workers vs 1 (-c{args.worker_connections})", runs[two], runs[one], "x"

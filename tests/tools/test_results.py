@@ -165,7 +165,9 @@ def _report(mlflow_ms: float | None) -> str:
     )
     one, two = benchmark._worker_runs(args)
     run = {"rps": 1000.0, "p50_ms": 1.0, "p99_ms": 3.0}
-    runs = {name: [run] for name in ("empty FastAPI POST", "/predict", benchmark.LIMITED, one, two)}
+    servers = ("empty FastAPI POST", "/predict", benchmark.PLAIN, benchmark.LIMITED, one, two)
+    runs = {name: [run] for name in servers}
+    runs[benchmark.PLAIN] = [{**run, "rps": 1250.0}]
     batches = {"our /invocations": [70.0, 72.0], "our /predict/batch": [90.0, 94.0]}
     if mlflow_ms is not None:
         batches["mlflow models serve"] = [mlflow_ms, mlflow_ms]
@@ -177,6 +179,7 @@ def _report(mlflow_ms: float | None) -> str:
 def test_the_benchmark_report_states_the_shuffle_the_target_and_the_steps(tmp_path: Path) -> None:
     text = _report(mlflow_ms=140.0)
     assert "506 tracts of data/raw/HousingData.csv repeated to 10,000 and shuffled" in text
+    assert "- /predict with intervals vs without: 80% (rounds: 80%)" in text
     assert "seed 11" in text
     target = next(line for line in text.splitlines() if line.startswith("- Target"))
     assert target.endswith(": MET (71.0 ms vs 140.0 ms, 2.0x)")
