@@ -1,7 +1,7 @@
 """Realised performance: the served predictions joined with the labels clients sent back.
 
     python -m monitoring.performance --log predictions.jsonl [labels.jsonl ...] [--out DIR]
-        [--window 1d] [--min-rows N] [--model-dir models]
+        [--window 1d] [--min-rows N] [--model-dir models] [--push URL]
 
 Reads the service's lines with prediction_log's reader (gzip allowed): its predictions and the
 labels of POST /feedback, wherever each was written. A label names its prediction by request id
@@ -14,9 +14,18 @@ A window of the card's model is "degraded" when the whole interval of its RMSE l
 card's interval of the test RMSE, judged only with at least `min_rows` labelled rows
 (params.yaml monitoring.performance_min_rows); the interval is drawn with as many resamples as the
 evaluate stage draws the card's (evaluate.bootstrap). studies/degradation_calibration.py measures
-the rule's false alarms and detections. Writes performance.json and prints a table; exits 0 when
-the latest judged window of the card's model is not degraded, 1 when it is, and 2 when none could
-be judged. `performance_status` gives the same verdict to a caller.
+the rule's false alarms and detections.
+
+Labelled predictions served with a conformal interval also get the share of labels their
+intervals covered, per window and per model version, and per model version a sequential test of
+that coverage against the intervals' level (monitoring/coverage.py), whose alarm stays valid over
+repeated runs on a growing log; studies/coverage_calibration.py measures it. Labels of lines
+without an interval (older lines) are left out of these figures and counted.
+
+Writes performance.json and prints a table; exits 0 when the latest judged window of the card's
+model is not degraded, 1 when it is or when the coverage test of the card's model has alarmed,
+and 2 when neither could be judged. `performance_status` gives the same verdict to a caller.
+`--push URL` leaves each model version's coverage and alarm on a Prometheus Pushgateway.
 """
 
 from __future__ import annotations
@@ -36,6 +45,13 @@ import numpy as np
 import yaml
 
 from artifact import ArtifactError, read_card
+from conformal import covered
+from monitoring.coverage import (
+    CoverageSettings,
+    CoverageVerdict,
+    sequential_verdict,
+    window_coverage,
+)
 from prediction_log import Prediction, Skipped, read_records
 
 NOT_DEGRADED, DEGRADED, CANNOT_RUN = 0, 1, 2
@@ -44,6 +60,7 @@ EXIT_CODES: dict[PerformanceStatus, int] = {
     "ok": NOT_DEGRADED, "degraded": DEGRADED, "cannot judge": CANNOT_RUN,
 }  # fmt: skip
 PARAMS = Path("params.yaml")
+PUSH_JOB = "boston_housing_performance"
 LEVEL = 0.95
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -53,10 +70,12 @@ _SEED = 0
 
 @dataclass(frozen=True)
 class PerformanceSettings:
-    """The rule's knobs: the labels a window needs, and the bootstrap's resamples."""
+    """The rule's knobs: the labels a window needs, the bootstrap's resamples, and the coverage
+    test's."""
 
     min_rows: int
     resamples: int
+    coverage: CoverageSettings
 
 
 @dataclass
@@ -110,9 +129,69 @@ def windows(logs: Logs, length: timedelta) -> dict[tuple[str, datetime], list[tu
     for key, actual in logs.labels.items():
         served = logs.predictions.get(key)
         if served is not None:
-            start = _EPOCH + (served.ts - _EPOCH) // length * length
+            start = _window_start(served.ts, length)
             grouped[served.model_version, start].append((served.prediction, actual))
     return dict(sorted(grouped.items(), key=lambda item: (item[0][1], item[0][0])))
+
+
+@dataclass(frozen=True)
+class IntervalLabels:
+    """The labelled predictions served with an interval, in the order their labels arrived."""
+
+    versions: list[str]
+    starts: list[datetime]
+    covered: np.ndarray
+    levels: np.ndarray
+    without_interval: int  # labelled predictions logged without one (older lines)
+
+
+def interval_labels(logs: Logs, length: timedelta) -> IntervalLabels:
+    """Whether each labelled interval covered its label, in label order (a row's first label
+    fixes its place, its last label its value, as for the RMSE)."""
+    versions: list[str] = []
+    starts: list[datetime] = []
+    rows: list[tuple[float, float, float, bool, float]] = []
+    without = 0
+    for key, actual in logs.labels.items():
+        served = logs.predictions.get(key)
+        if served is None:
+            continue
+        if served.interval is None or served.level is None:
+            without += 1
+            continue
+        versions.append(served.model_version)
+        starts.append(_window_start(served.ts, length))
+        lower, upper, censored = served.interval
+        rows.append((actual, lower, upper, censored, served.level))
+    table = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    inside = covered(table[:, 0], table[:, 1], table[:, 2], table[:, 3].astype(bool))
+    return IntervalLabels(versions, starts, inside, table[:, 4], without)
+
+
+def coverage_windows(
+    labels: IntervalLabels,
+) -> dict[tuple[str, datetime], dict[str, Any]]:
+    """(model version, window start) -> its realised coverage."""
+    grouped: dict[tuple[str, datetime], list[int]] = defaultdict(list)
+    for index, key in enumerate(zip(labels.versions, labels.starts, strict=True)):
+        grouped[key].append(index)
+    return {
+        key: window_coverage(labels.covered[indices], labels.levels[indices])
+        for key, indices in grouped.items()
+    }
+
+
+def coverage_verdicts(
+    labels: IntervalLabels, settings: CoverageSettings
+) -> dict[str, CoverageVerdict]:
+    """Per model version, the sequential test over its labels in arrival order."""
+    versions = np.array(labels.versions, dtype=object)
+    return {
+        version: sequential_verdict(
+            ~labels.covered[versions == version], labels.levels[versions == version], settings
+        )
+        for version in sorted(set(labels.versions))
+    }
 
 
 def rmse_interval(
@@ -177,7 +256,62 @@ def line(summary: dict[str, Any]) -> str:
         f"[{card_low:.2f}, {card_high:.2f}]), MAE {summary['mae']:.2f} "
         f"(card {summary['card_test_mae']:.2f}): {summary['status'].upper()}"
     )
-    return text + (f" ({summary['reason']})" if summary["reason"] else "")
+    text += f" ({summary['reason']})" if summary["reason"] else ""
+    coverage = summary.get("coverage")
+    if coverage:
+        low, high = coverage["coverage_ci95"]
+        text += (
+            f"; interval coverage {coverage['coverage']:.1%} [{low:.1%}, {high:.1%}] of "
+            f"{coverage['rows']} (nominal {coverage['nominal_coverage']:.1%})"
+        )
+    return text
+
+
+def coverage_line(version: str, verdict: dict[str, Any]) -> str:
+    low, high = verdict["coverage_ci95"]
+    text = (
+        f"model {version}: {verdict['labels']} labelled intervals, coverage "
+        f"{verdict['coverage']:.1%} [{low:.1%}, {high:.1%}] (nominal "
+        f"{verdict['nominal_coverage']:.1%}); sequential test e-value {verdict['e_value']:.3g}, "
+        f"highest {verdict['max_e_value']:.3g}, alarm at {verdict['threshold']:g}: "
+    )
+    if verdict["alarm"]:
+        return text + f"COVERAGE ALARM (since label {verdict['alarm_at_label']})"
+    return text + "no alarm"
+
+
+def push(url: str, verdicts: dict[str, CoverageVerdict]) -> None:
+    """Each model version's coverage and alarm as gauges on a Pushgateway (one group per
+    version, as the drift report pushes)."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    for version, verdict in verdicts.items():
+        registry = CollectorRegistry()
+        figures = verdict.as_dict()
+        low, high = figures["coverage_ci95"]
+        gauges = {
+            "model_interval_coverage": (
+                verdict.coverage, "Share of labelled prediction intervals that covered the label",
+            ),
+            "model_interval_coverage_ci95_low": (low, "95% Wilson lower bound of the coverage"),
+            "model_interval_coverage_ci95_high": (high, "95% Wilson upper bound of the coverage"),
+            "model_interval_nominal_coverage": (
+                verdict.nominal, "The coverage the intervals promise (their mean level)",
+            ),
+            "model_interval_coverage_labels": (verdict.labels, "Labelled intervals counted"),
+            "model_interval_coverage_alarm": (
+                int(verdict.alarm),
+                "1 once the sequential coverage test has alarmed: intervals miss too often",
+            ),
+        }  # fmt: skip
+        for name, (value, documentation) in gauges.items():
+            Gauge(name, documentation, registry=registry).set(value)
+        Gauge(
+            "performance_last_run_timestamp_seconds", "When the report ran", registry=registry
+        ).set_to_current_time()
+        push_to_gateway(
+            url, job=PUSH_JOB, registry=registry, grouping_key={"model_version": version}
+        )
 
 
 def performance_status(
@@ -187,12 +321,14 @@ def performance_status(
     *,
     settings: PerformanceSettings | None = None,
     window: timedelta = timedelta(days=1),
+    push_to: str | None = None,
 ) -> PerformanceStatus:
     """Judge the windows of labelled predictions in `logs` and write performance.json to `out`.
 
     The latest judged window of the card's model decides: "degraded" or "ok"; "cannot judge" when
-    no window was judged (too few labels, another model's window, an unusable card). `settings`
-    default to params.yaml's.
+    no window was judged (too few labels, another model's window, an unusable card). An alarm of
+    the card's model's coverage test is "degraded" too: its intervals miss more often than their
+    level promises. `settings` default to params.yaml's.
     """
     try:
         settings = settings or performance_settings(PARAMS)
@@ -203,6 +339,9 @@ def performance_status(
     logs_read = read(logs)
     logs_read.skipped.warn("performance")
     joined = windows(logs_read, window)
+    labelled_intervals = interval_labels(logs_read, window)
+    by_window = coverage_windows(labelled_intervals)
+    verdicts = coverage_verdicts(labelled_intervals, settings.coverage)
     unknown = sum(key not in logs_read.predictions for key in logs_read.labels)
     print(
         f"performance: {len(logs_read.predictions)} predictions, {len(logs_read.labels)} labelled "
@@ -210,10 +349,22 @@ def performance_status(
         f"{logs_read.malformed} malformed lines"
     )
     summaries = [
-        judge(version, start, pairs, card, settings) for (version, start), pairs in joined.items()
+        {
+            **judge(version, start, pairs, card, settings),
+            "coverage": by_window.get((version, start)),
+        }
+        for (version, start), pairs in joined.items()
     ]
     for summary in summaries:
         print(line(summary))
+    coverage = {version: verdict.as_dict() for version, verdict in verdicts.items()}
+    for version, figures in coverage.items():
+        print(coverage_line(version, figures))
+    if labelled_intervals.without_interval:
+        print(
+            f"performance: {labelled_intervals.without_interval} labelled predictions were "
+            "logged without an interval; left out of the coverage figures"
+        )
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "window": str(window),
@@ -224,28 +375,47 @@ def performance_status(
         "repeated_labels": logs_read.repeated,
         "malformed_lines": logs_read.malformed,
         "windows": summaries,
+        "coverage": {
+            "alpha": settings.coverage.alpha,
+            "alternatives": list(settings.coverage.alternatives),
+            "labels_without_interval": labelled_intervals.without_interval,
+            "model_versions": coverage,
+        },
     }
     (out / "performance.json").write_text(json.dumps(report, indent=2) + "\n")
+    if push_to and verdicts:
+        push(push_to, verdicts)
     judged = [s for s in summaries if s["status"] in ("ok", "degraded")]
+    errors_grew = bool(judged) and judged[-1]["status"] == "degraded"
+    if errors_grew:
+        print(
+            "Next: the served model's errors have grown beyond its card. Label recent houses and "
+            "retrain on them (make retrain), and check the drift report for inputs that moved."
+        )
+    card_coverage = verdicts.get(card["model_version"])
+    if card_coverage is not None and card_coverage.alarm:
+        print(
+            "Next: the served model's intervals miss more often than their level promises. "
+            "Label recent houses and retrain on them (make retrain): retraining calibrates the "
+            "intervals again."
+        )
+        return "degraded"
+    if errors_grew:
+        return "degraded"
     if not judged:
         print(
             f"performance: no window of model {card['model_version']} had "
             f"{settings.min_rows} labels"
         )
         return "cannot judge"
-    if judged[-1]["status"] == "degraded":
-        print(
-            "Next: the served model's errors have grown beyond its card. Label recent houses and "
-            "retrain on them (make retrain), and check the drift report for inputs that moved."
-        )
-        return "degraded"
     return "ok"
 
 
 def performance_settings(params: Path, min_rows: int | None = None) -> PerformanceSettings:
-    """params.yaml's monitoring.performance_min_rows (or the command line's) and
-    evaluate.bootstrap, checked."""
+    """params.yaml's monitoring.performance_min_rows (or the command line's), evaluate.bootstrap
+    and the coverage test's monitoring.coverage_*, checked."""
     loaded = yaml.safe_load(params.read_text()) or {}
+    coverage = CoverageSettings.from_params(loaded.get("monitoring", {}))
     chosen = {
         "monitoring.performance_min_rows": (
             loaded.get("monitoring", {}).get("performance_min_rows")
@@ -260,6 +430,7 @@ def performance_settings(params: Path, min_rows: int | None = None) -> Performan
     return PerformanceSettings(
         min_rows=chosen["monitoring.performance_min_rows"],
         resamples=chosen["evaluate.bootstrap"],
+        coverage=coverage,
     )
 
 
@@ -271,9 +442,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"performance: {error}", file=sys.stderr)
         return CANNOT_RUN
     status = performance_status(
-        args.log, args.model_dir, args.out, settings=settings, window=args.window
-    )
+        args.log, args.model_dir, args.out, settings=settings, window=args.window,
+        push_to=args.push,
+    )  # fmt: skip
     return EXIT_CODES[status]
+
+
+def _window_start(moment: datetime, length: timedelta) -> datetime:
+    """Windows start at whole multiples of their length since 1970."""
+    return _EPOCH + (moment - _EPOCH) // length * length
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -288,6 +465,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=window_length, default=timedelta(days=1))
     parser.add_argument("--min-rows", type=int, help="overrides performance_min_rows")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--push", metavar="URL", help="a Prometheus Pushgateway to push to")
     args = parser.parse_args(argv)
     if args.min_rows is not None and args.min_rows < 1:
         parser.error(f"--min-rows must be a whole number >= 1, got {args.min_rows}")

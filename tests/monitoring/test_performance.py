@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from api.schemas import FIRST_TRACT
 from api.settings import Settings
+from conformal import Interval, wilson
 from monitoring.performance import (
     CANNOT_RUN,
     DEGRADED,
@@ -24,6 +25,7 @@ from monitoring.performance import (
     performance_status,
     rmse_interval,
 )
+from prediction_log import PredictionLog
 from stages.evaluate import bootstrap_intervals
 
 DAY = datetime(2026, 11, 2, tzinfo=UTC)
@@ -221,3 +223,176 @@ def test_performance_status_returns_the_verdict_and_writes_the_report(
     few = write(tmp_path / "few", served(version(card_dir), rng.normal(0, 1.0, 10)))
     assert performance_status([few], card_dir, tmp_path / "c") == "cannot judge"
     assert performance_status([healthy], tmp_path / "no-model", tmp_path / "d") == "cannot judge"
+
+
+# ------------------------------------------------------------------ coverage of the intervals
+
+# Errors N(0, 1) around an interval of +-1.645 cover 90% of labels; +-0.8416 covers 60%.
+CALIBRATED_HALF, SIXTY_PERCENT_HALF = 1.6449, 0.8416
+
+
+def with_intervals(
+    version: str,
+    errors: np.ndarray,
+    half_width: float,
+    start: datetime = DAY,
+    prefix: str = "i",
+    level: float = 0.9,
+) -> list[dict[str, Any]]:
+    """As `served`, each prediction logged with an interval of 20 +- half_width at `level`."""
+    lines = served(version, errors, start, prefix)
+    for line in lines[::2]:
+        line.update(lower=20.0 - half_width, upper=20.0 + half_width, upper_censored=False,
+                    level=level)  # fmt: skip
+    return lines
+
+
+def test_coverage_per_window_with_its_wilson_interval(card_dir: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    first = with_intervals(version(card_dir), rng.normal(0, 1.0, 120), CALIBRATED_HALF)
+    second = with_intervals(
+        version(card_dir), rng.normal(0, 1.0, 80), SIXTY_PERCENT_HALF, DAY + timedelta(days=1),
+        "j",
+    )  # fmt: skip
+    _, report = run(write(tmp_path / "l", first + second), card_dir, tmp_path)
+    windows = report["windows"]
+    for window, lines in zip(windows, (first, second), strict=True):
+        labels = [line["actual"] for line in lines[1::2]]
+        lower, upper = lines[0]["lower"], lines[0]["upper"]
+        hits = sum(lower <= actual <= upper for actual in labels)
+        low, high = wilson(hits, len(labels))
+        assert window["coverage"] == {
+            "rows": len(labels),
+            "covered": hits,
+            "coverage": round(hits / len(labels), 4),
+            "coverage_ci95": [round(low, 4), round(high, 4)],
+            "nominal_coverage": 0.9,
+        }
+    assert windows[0]["coverage"]["coverage"] > windows[1]["coverage"]["coverage"]
+    (figures,) = report["coverage"]["model_versions"].values()
+    assert figures["labels"] == 200
+    assert figures["covered"] == sum(w["coverage"]["covered"] for w in windows)
+
+
+def test_an_open_ended_interval_covers_a_price_recorded_as_50(
+    card_dir: Path, tmp_path: Path
+) -> None:
+    lines = with_intervals(version(card_dir), np.array([30.0, 31.0]), 5.0)
+    for line in lines[::2]:
+        line.update(prediction=47.0, lower=42.0, upper=50.0, upper_censored=True)
+    lines[1]["actual"], lines[3]["actual"] = 50.0, 41.0  # inside (censored top), below the lower
+    _, report = run(write(tmp_path / "l", lines), card_dir, tmp_path, "--min-rows", "1")
+    assert report["windows"][0]["coverage"]["covered"] == 1
+
+
+def test_labels_of_lines_without_an_interval_are_left_out_and_counted(
+    card_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(22)
+    older = served(version(card_dir), rng.normal(0, 1.0, 100), prefix="old")
+    newer = with_intervals(version(card_dir), rng.normal(0, 1.0, 50), CALIBRATED_HALF)
+    _, report = run(write(tmp_path / "l", older + newer), card_dir, tmp_path)
+    (window,) = report["windows"]
+    assert window["labelled_rows"] == 150 and window["coverage"]["rows"] == 50
+    assert report["coverage"]["labels_without_interval"] == 100
+    assert "100 labelled predictions were logged without an interval" in capsys.readouterr().out
+    # a log without any interval: no coverage figures, and the RMSE verdict as before
+    status, report = run(write(tmp_path / "l", older), card_dir, tmp_path)
+    assert report["windows"][0]["coverage"] is None
+    assert report["coverage"]["model_versions"] == {}
+    assert status == NOT_DEGRADED
+
+
+def test_calibrated_intervals_raise_no_alarm(card_dir: Path, tmp_path: Path) -> None:
+    errors = np.random.default_rng(23).normal(0, 1.0, 300)
+    lines = with_intervals(version(card_dir), errors, CALIBRATED_HALF)
+    status, report = run(write(tmp_path / "l", lines), card_dir, tmp_path)
+    figures = report["coverage"]["model_versions"][version(card_dir)]
+    assert figures["alarm"] is False and figures["alarm_at_label"] is None
+    assert figures["max_e_value"] < figures["threshold"] == pytest.approx(20)
+    assert status == NOT_DEGRADED
+
+
+def test_a_coverage_alarm_of_the_cards_model_exits_as_degraded(
+    card_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Errors as small as the card's (the RMSE window is ok), intervals covering 60%."""
+    errors = np.random.default_rng(24).normal(0, 1.0, 300)
+    lines = with_intervals(version(card_dir), errors, SIXTY_PERCENT_HALF)
+    status, report = run(write(tmp_path / "l", lines), card_dir, tmp_path)
+    assert report["windows"][0]["status"] == "ok"
+    figures = report["coverage"]["model_versions"][version(card_dir)]
+    assert figures["alarm"] is True and figures["max_e_value"] >= 20
+    assert status == DEGRADED
+    out = capsys.readouterr().out
+    assert "COVERAGE ALARM" in out and "intervals miss more often" in out
+    assert performance_status([tmp_path / "l"], card_dir, tmp_path / "s") == "degraded"
+
+
+def test_another_models_coverage_alarm_is_reported_not_judged(
+    card_dir: Path, tmp_path: Path
+) -> None:
+    errors = np.random.default_rng(25).normal(0, 1.0, 300)
+    lines = with_intervals("0123456789ab", errors, SIXTY_PERCENT_HALF)
+    status, report = run(write(tmp_path / "l", lines), card_dir, tmp_path)
+    assert report["coverage"]["model_versions"]["0123456789ab"]["alarm"] is True
+    assert status == CANNOT_RUN
+
+
+def test_the_verdict_does_not_depend_on_how_the_log_grew_between_runs(
+    card_dir: Path, tmp_path: Path
+) -> None:
+    """The report run after every batch of labels reaches the verdict one run over the whole log
+    reaches, and an alarm once raised stays raised."""
+    rng = np.random.default_rng(26)
+    errors = rng.normal(0, 1.0, 400)
+    half_widths = np.where(np.arange(400) < 150, CALIBRATED_HALF, SIXTY_PERCENT_HALF)
+    lines = [
+        line
+        for index, (error, half) in enumerate(zip(errors, half_widths, strict=True))
+        for line in with_intervals(
+            version(card_dir), np.array([error]), half, DAY + timedelta(minutes=index), f"r{index}"
+        )
+    ]
+    log = tmp_path / "growing"
+    verdicts = []
+    cut = 0
+    for size in (23, 50, 50, 77, 100, 100):  # labels appended between runs
+        with log.open("a") as stream:
+            stream.writelines(json.dumps(line) + "\n" for line in lines[2 * cut : 2 * (cut + size)])
+        cut += size
+        _, report = run(log, card_dir, tmp_path)
+        verdicts.append(report["coverage"]["model_versions"][version(card_dir)])
+    _, whole = run(write(tmp_path / "whole", lines), card_dir, tmp_path)
+    assert verdicts[-1] == whole["coverage"]["model_versions"][version(card_dir)]
+    alarms = [figures["alarm"] for figures in verdicts]
+    assert alarms[0] is False and alarms[-1] is True
+    first = alarms.index(True)
+    assert all(alarms[first:])
+    assert {figures["alarm_at_label"] for figures in verdicts[first:]} == {
+        verdicts[-1]["alarm_at_label"]
+    }
+    assert verdicts[-1]["alarm_at_label"] > 150  # after the intervals began to miss
+
+
+def test_the_services_writer_logs_intervals_the_report_reads(
+    card_dir: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "service.jsonl"
+    writer = PredictionLog(str(log), 1.0)
+    writer.record(
+        request_id="b", route="/predict/batch", model_version=version(card_dir),
+        inputs=[{}, {}, {}], predictions=[20.0, 30.0, 48.0], latency_ms=1.0,
+        intervals=[Interval(18.0, 22.0, False), Interval(27.0, 33.0, False),
+                   Interval(44.0, 50.0, True)],
+        level=0.9,
+    )  # fmt: skip
+    writer.append([
+        {"ts": DAY.isoformat(), "event": "feedback", "request_id": "b", "row": row,
+         "actual": actual}
+        for row, actual in enumerate((21.0, 35.0, 50.0))
+    ])  # fmt: skip
+    writer.close()
+    _, report = run(log, card_dir, tmp_path, "--min-rows", "1")
+    figures = report["coverage"]["model_versions"][version(card_dir)]
+    assert (figures["labels"], figures["covered"]) == (3, 2)
