@@ -1,7 +1,8 @@
 """The monitoring configuration against the real Debian Prometheus, promtool and Pushgateway.
 
 promtool checks the config and the rules and unit-tests the alerts on made-up series. Then a real
-uvicorn API, Pushgateway and Prometheus run on loopback ports, traffic and a drift report flow in,
+uvicorn API, Pushgateway and Prometheus run on loopback ports, traffic, a drift report and a
+performance report (with labelled prediction intervals) flow in,
 and every expression of the Grafana dashboard and of alerts.yml goes through Prometheus's HTTP API:
 a typo in a metric name or label parses fine and only shows as a panel without data, so each
 expression must also return data.
@@ -22,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import yaml
 
 from api.schemas import FIRST_TRACT
+from conformal import Interval
+from prediction_log import PredictionLog
 from stages.contract import FEATURE_NAMES
 from tests.conftest import (
     REPO,
@@ -51,6 +55,7 @@ PUSHGATEWAY = Path("/usr/bin/prometheus-pushgateway")
 API_JOB = "boston-housing-api"
 PUSH_JOB = "pushgateway"
 DRIFT_JOB = "boston_housing_drift"  # the job monitoring.report pushes under
+PERFORMANCE_JOB = "boston_housing_performance"  # and monitoring.performance
 API_KEY = "k"
 PREDICTIONS = 50
 
@@ -170,6 +175,7 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
     """promtool's rule unit tests: made-up series, evaluated minute by minute."""
     api = f'job="{API_JOB}", instance="api:8000"'
     drift = f'job="{DRIFT_JOB}", '
+    performance = f'job="{PERFORMANCE_JOB}", '
     tests = [
         {
             # the API answers for two minutes, then every scrape fails
@@ -209,6 +215,34 @@ def test_alerts_fire_when_they_should(tmp_path: Path) -> None:
                         "exp_annotations": {
                             "summary": "Input or prediction drift for model new",
                             "description": _annotation("BostonHousingDriftDetected"),
+                        },
+                    },
+                ),
+            ],
+        },
+        {
+            # the coverage test of one model version alarms; the other's never does
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": f'model_interval_coverage_alarm{{{performance}model_version="new"}}',
+                    "values": "0 0 1 1",
+                },
+                {
+                    "series": f'model_interval_coverage_alarm{{{performance}model_version="old"}}',
+                    "values": "0 0 0 0",
+                },
+            ],
+            "alert_rule_test": [
+                _alert("BostonHousingIntervalCoverageLow", "1m"),
+                _alert(
+                    "BostonHousingIntervalCoverageLow",
+                    "2m",
+                    {
+                        "exp_labels": {"severity": "warning", "model_version": "new"},
+                        "exp_annotations": {
+                            "summary": "Prediction intervals of model new cover less than promised",
+                            "description": _annotation("BostonHousingIntervalCoverageLow"),
                         },
                     },
                 ),
@@ -309,6 +343,7 @@ class Stack:
     model_dir: Path
     card: dict[str, Any]
     report_exit_code: int
+    performance: dict[str, Any]  # the performance report's performance.json, once pushed
 
 
 def _houses(count: int, seed: int) -> list[dict[str, float | None]]:
@@ -375,6 +410,49 @@ def _push_drift(stack: Stack) -> int:
     return completed.returncode
 
 
+def _push_performance(stack: Stack) -> dict[str, Any]:
+    """The performance report, pushed, on labelled predictions of the stack's model served with
+    intervals that cover about 60% of their labels (so its coverage test alarms)."""
+    labels = stack.log.parent / "labelled.jsonl"
+    writer = PredictionLog(str(labels), 1.0)
+    version = stack.card["model_version"]
+    errors = np.random.default_rng(4).normal(0, 1.0, 200)
+    for index in range(len(errors)):
+        writer.record(
+            request_id=f"l{index}", route="/predict", model_version=version, inputs=[{}],
+            predictions=[20.0], latency_ms=1.0, intervals=[Interval(19.16, 20.84, False)],
+            level=0.9,
+        )  # fmt: skip
+    writer.append(
+        [
+            {"ts": "2026-11-02T00:00:00+00:00", "event": "feedback", "request_id": f"l{index}",
+             "row": 0, "actual": 20.0 + float(error)}
+            for index, error in enumerate(errors)
+        ]
+    )  # fmt: skip
+    writer.close()
+    # the tiny model's card, given the test RMSE interval a real card carries
+    model_dir = stack.log.parent / "performance-models"
+    shutil.copytree(stack.model_dir, model_dir)
+    card = json.loads((model_dir / "model_card.json").read_text())
+    card["metrics"]["test"].update(rmse_ci95_low=0.85, rmse_ci95_high=1.15)
+    (model_dir / "model_card.json").write_text(json.dumps(card))
+    out = stack.log.parent / "performance-report"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "monitoring.performance", "--log", str(labels),
+            "--model-dir", str(model_dir), "--out", str(out), "--push", stack.pushgateway,
+        ],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    # 1: the coverage alarm (an uncaught error would exit 1 too, hence the printed verdict)
+    assert completed.returncode == 1 and "COVERAGE ALARM" in completed.stdout, (
+        f"monitoring.performance:\n{completed.stdout}\n{completed.stderr}"
+    )
+    report: dict[str, Any] = json.loads((out / "performance.json").read_text())
+    return report
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """API, Pushgateway and Prometheus (1 s scrapes) on loopback, after traffic and a drift push.
@@ -399,6 +477,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         model_dir=model_dir,
         card=card,
         report_exit_code=-1,  # set once the report has run
+        performance={},  # set once the performance report has run
     )
     # without --persistence.file the Pushgateway writes nothing to disk
     push_command = [str(PUSHGATEWAY), f"--web.listen-address=127.0.0.1:{push_port}"]
@@ -421,8 +500,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait_for(live.prometheus, predicted, _at_least(PREDICTIONS // 2))
         _send_traffic(live.api, houses[PREDICTIONS // 2 :])
         live = replace(live, report_exit_code=_push_drift(live))
+        live = replace(live, performance=_push_performance(live))
         _wait_for(live.prometheus, predicted, _at_least(PREDICTIONS))
         _wait_for(live.prometheus, "drift_last_run_timestamp_seconds", bool)
+        _wait_for(live.prometheus, "performance_last_run_timestamp_seconds", bool)
         yield live
 
 
@@ -440,6 +521,23 @@ def test_prometheus_holds_the_reports_verdict(stack: Stack) -> None:
     result = _query(stack.prometheus, f'drift_detected{{model_version="{version}"}}')["result"]
     assert [sample["metric"]["job"] for sample in result] == [DRIFT_JOB]
     assert float(result[0]["value"][1]) == (1.0 if stack.report_exit_code == 1 else 0.0)
+
+
+def test_prometheus_holds_the_performance_reports_coverage(stack: Stack) -> None:
+    version = stack.card["model_version"]
+    figures = stack.performance["coverage"]["model_versions"][version]
+    assert figures["alarm"] is True
+    expected = {
+        "model_interval_coverage_alarm": 1.0,
+        "model_interval_coverage": figures["covered"] / figures["labels"],
+        "model_interval_coverage_ci95_low": figures["coverage_ci95"][0],
+        "model_interval_coverage_labels": figures["labels"],
+        "model_interval_nominal_coverage": 0.9,
+    }
+    for metric, value in expected.items():
+        result = _query(stack.prometheus, f'{metric}{{model_version="{version}"}}')["result"]
+        assert [sample["metric"]["job"] for sample in result] == [PERFORMANCE_JOB], metric
+        assert float(result[0]["value"][1]) == pytest.approx(value, abs=1e-4), metric
 
 
 @pytest.mark.parametrize("expr", _dashboard_queries())
