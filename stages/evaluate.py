@@ -1,7 +1,9 @@
 """Evaluate: score the tuned Pipeline once on the held-out test split, with bootstrap intervals.
 
-It writes the test figures next to the cross-validated ones from tune, the plot data DVC renders,
-and then applies the quality gate: a model that misses it never reaches export.
+It writes the test figures next to the cross-validated ones from tune, the realised coverage and
+width of the calibrated prediction intervals (overall and per third of the predicted price), the
+plot data DVC renders, and then applies the quality gate: a model that misses it never reaches
+export.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import pandas as pd
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 from sklearn.pipeline import Pipeline
 
+from conformal import Intervals, covered, wilson
 from stages.contract import TARGET
 from stages.files import load_params, read_json, read_table, write_json
 
 _DIGITS = 6
 _LEVEL = 0.95
+# The thirds of the predicted price the interval figures are broken down by, cheapest first.
+THIRDS = ("low", "middle", "high")
 
 
 def scores(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -51,24 +56,74 @@ def bootstrap_intervals(
     }
 
 
-def evaluate(
-    model: Pipeline, test: pd.DataFrame, features: list[str], resamples: int, seed: int
+def _coverage(inside: np.ndarray, width: np.ndarray) -> dict[str, Any]:
+    low, high = wilson(int(inside.sum()), len(inside))
+    return {
+        "coverage": round(float(inside.mean()), _DIGITS),
+        "coverage_ci95_low": round(low, _DIGITS),
+        "coverage_ci95_high": round(high, _DIGITS),
+        "width_mean": round(float(width.mean()), _DIGITS),
+        "rows": len(inside),
+    }
+
+
+def interval_report(
+    intervals: Intervals, actual: np.ndarray, predicted: np.ndarray
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Return the test figures and the per-row plot data (actual, predicted, residual)."""
+    """Realised coverage (with its 95% Wilson interval) and width of the intervals on held-out
+    rows, overall and per third of the predicted price; and each row's bounds.
+
+    An open-ended interval (upper bound at the censoring point) counts its width up to that point
+    and covers a price recorded there.
+    """
+    if len(actual) < len(THIRDS):
+        raise ValueError(f"the test split has {len(actual)} rows; the interval report needs 3")
+    bounds = intervals.many(predicted)
+    inside = covered(actual, bounds.lower, bounds.upper, bounds.upper_censored)
+    width = bounds.upper - bounds.lower
+    report: dict[str, Any] = {
+        "level": intervals.level,
+        **_coverage(inside, width),
+        "width_median": round(float(np.median(width)), _DIGITS),
+        "upper_censored": int(bounds.upper_censored.sum()),
+    }
+    # thirds of the rows ranked by predicted price (ties broken by row order), equal in size
+    order = np.argsort(predicted, kind="stable")
+    report["by_predicted_third"] = {
+        name: _coverage(inside[rows], width[rows])
+        for name, rows in zip(THIRDS, np.array_split(order, len(THIRDS)), strict=True)
+    }
+    rows = pd.DataFrame(
+        {"lower": bounds.lower, "upper": bounds.upper, "upper_censored": bounds.upper_censored}
+    )
+    return report, rows
+
+
+def evaluate(
+    model: Pipeline,
+    test: pd.DataFrame,
+    features: list[str],
+    resamples: int,
+    seed: int,
+    intervals: Intervals,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Return the test figures and the per-row plot data (actual, predicted, residual, bounds)."""
     missing = [name for name in features if name not in test.columns]
     if missing:
         raise ValueError(f"the test split lacks the model's column(s) {missing}")
     actual = test[TARGET.name].to_numpy(dtype=np.float64)
     predicted = model.predict(test[features].to_numpy(dtype=np.float64))
     figures: dict[str, Any] = {"rows": len(test)}
-    intervals = bootstrap_intervals(actual, predicted, resamples, seed)
+    score_intervals = bootstrap_intervals(actual, predicted, resamples, seed)
     for name, value in scores(actual, predicted).items():
-        low, high = intervals[name]
+        low, high = score_intervals[name]
         figures[name] = round(value, _DIGITS)
         figures[f"{name}_ci95_low"] = round(low, _DIGITS)
         figures[f"{name}_ci95_high"] = round(high, _DIGITS)
+    coverage, bounds = interval_report(intervals, actual, predicted)
     rows = pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})
-    return {"test": figures}, rows.round(_DIGITS)
+    rows = pd.concat([rows, bounds], axis="columns")
+    return {"test": figures, "intervals": coverage}, rows.round(_DIGITS)
 
 
 def gate_failures(test: dict[str, Any], gate: dict[str, Any]) -> list[str]:
@@ -94,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--tune-report", type=Path, required=True)
+    parser.add_argument("--intervals", type=Path, required=True, help="calibrate's intervals")
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--leaderboard", type=Path, required=True)
@@ -108,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             tune_report["features"],
             params["evaluate"]["bootstrap"],
             params["seed"],
+            Intervals.from_dict(read_json(args.intervals)),
         )
     except ValueError as error:
         sys.exit(f"evaluate: {error}")

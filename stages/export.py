@@ -1,8 +1,9 @@
 """Export: write the served artifact and its model card, then record the run in MLflow.
 
 The card is the contract the API reads: the artifact's sha256 (checked before every load), the
-feature contract it builds its request schema from, the metrics, and the library versions the
-artifact needs. Everything in it is deterministic; times, hosts and run ids belong to MLflow.
+feature contract it builds its request schema from, the calibrated prediction intervals it serves
+with every price, the metrics, and the library versions the artifact needs. Everything in it is
+deterministic; times, hosts and run ids belong to MLflow.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.base import clone
-from sklearn.model_selection import KFold, cross_val_predict
 
 from artifact import CARD_NAME, CARD_SCHEMA, PROFILE_NAME, model_version, sha256_of
+from conformal import Intervals
 from stages.contract import FEATURES, TARGET
 from stages.families import LINEAR
 from stages.files import load_params, read_json, read_table, write_json
@@ -41,8 +41,13 @@ def model_card(
     alpha: float,
     train_md5: str,
     profile_sha256: str,
+    intervals: Intervals,
 ) -> dict[str, Any]:
-    """The card for `artifact`; model_version is derived from its sha256, so it is reproducible."""
+    """The card for `artifact`; model_version is derived from its sha256, so it is reproducible.
+
+    `intervals` is what the service applies (Intervals.from_dict reads it back); how they did on
+    the test split sits beside the other test figures, under metrics.
+    """
     sha256 = sha256_of(artifact)
     best = tune_report["best"]
     used = tune_report["features"]
@@ -60,7 +65,12 @@ def model_card(
         "features": [{**column.as_dict(), "used": column.name in used} for column in FEATURES],
         "target": {**TARGET.as_dict(), "censored_at": TARGET.maximum},
         "training_data": {"md5": train_md5, "rows": tune_report["cv"]["train_rows"]},
-        "metrics": {"cv": evaluate_report["cv"], "test": evaluate_report["test"]},
+        "intervals": intervals.as_dict(),
+        "metrics": {
+            "cv": evaluate_report["cv"],
+            "test": evaluate_report["test"],
+            "intervals": evaluate_report["intervals"],
+        },
         "libraries": {
             "python": ".".join(platform.python_version_tuple()[:2]),
             "scikit-learn": sklearn.__version__,
@@ -70,27 +80,16 @@ def model_card(
     }
 
 
-def out_of_fold_predictions(
-    model: Any, train: pd.DataFrame, features: list[str], folds: int, seed: int
-) -> np.ndarray:
-    """Each training row predicted by the model refitted without that row's fold.
-
-    These are the reference for prediction drift: in-sample predictions would be tighter than any
-    the model makes on new houses, and the drift test would then cry wolf.
-    """
-    X = train[features].to_numpy(dtype=np.float64)
-    y = train[TARGET.name].to_numpy(dtype=np.float64)
-    splits = KFold(n_splits=folds, shuffle=True, random_state=seed)
-    return np.asarray(cross_val_predict(clone(model), X, y, cv=splits, n_jobs=-1))
-
-
 def reference_profile(
-    model: Any, train: pd.DataFrame, features: list[str], params: dict[str, Any], version: str
+    predictions: np.ndarray,
+    train: pd.DataFrame,
+    features: list[str],
+    params: dict[str, Any],
+    version: str,
 ) -> dict[str, Any]:
-    """The profile monitoring compares live traffic with: model inputs and OOF predictions."""
-    predictions = out_of_fold_predictions(
-        model, train, features, params["tune"]["cv"]["folds"], params["seed"]
-    )
+    """The profile monitoring compares live traffic with: model inputs and the out-of-fold
+    predictions calibrate wrote (in-sample ones would be tighter than any on new houses, and the
+    drift test would then cry wolf)."""
     return build_profile(
         {name: train[name].to_numpy(dtype=np.float64) for name in features},
         categorical={column.name for column in FEATURES if column.kind != "float"},
@@ -106,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--tune-report", type=Path, required=True)
     parser.add_argument("--evaluate-report", type=Path, required=True)
+    parser.add_argument("--intervals", type=Path, required=True, help="calibrate's intervals")
+    parser.add_argument("--oof", type=Path, required=True, help="calibrate's out-of-fold CSV")
     parser.add_argument("--plots", type=Path, nargs="+", required=True)
     parser.add_argument("--trials", type=Path, required=True)
     parser.add_argument("--model-dir", type=Path, required=True)
@@ -121,9 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     # The tuned file is already the fitted Pipeline; copying keeps its bytes, hence its hash.
     shutil.copyfile(args.tuned, artifact)
     tune_report = read_json(args.tune_report)
+    oof = pd.read_csv(args.oof)  # pandas reads floats back exactly as to_csv wrote them
     profile = reference_profile(
-        joblib.load(artifact), read_table(args.train), tune_report["features"], params,
-        model_version(sha256_of(artifact)),
+        oof["predicted"].to_numpy(dtype=np.float64), read_table(args.train),
+        tune_report["features"], params, model_version(sha256_of(artifact)),
     )  # fmt: skip
     write_json(args.model_dir / PROFILE_NAME, profile)
     card = model_card(
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         alpha=params["model"]["alpha"],
         train_md5=md5_of(args.train),
         profile_sha256=sha256_of(args.model_dir / PROFILE_NAME),
+        intervals=Intervals.from_dict(read_json(args.intervals)),
     )
     write_json(args.model_dir / CARD_NAME, card)
 

@@ -1,4 +1,5 @@
-"""The MLflow record of one pipeline run: params, leaderboard, test metrics, plots and the model.
+"""The MLflow record of one pipeline run: params, leaderboard, test metrics (the intervals' coverage
+and width among them), plots and the model.
 
 The default store is `sqlite:///mlflow.db` at the repository root; `MLFLOW_TRACKING_URI` overrides
 it. DVC sets DVC_ROOT to the parent repository for `dvc exp run --temp` and `--queue`, so those runs
@@ -73,11 +74,12 @@ def record_run(
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({key: str(value) for key, value in flatten(params).items()})
         mlflow.set_tags(_tags(card))
+        # test_rmse, cv_cv_rmse_mean, intervals_coverage, intervals_by_predicted_third.high.coverage
         mlflow.log_metrics(
             {
                 f"{stage}_{name}": float(value)
                 for stage, figures in card["metrics"].items()
-                for name, value in figures.items()
+                for name, value in flatten(figures).items()
                 if isinstance(value, int | float)
             }
         )

@@ -17,8 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
-from sklearn.base import clone
-from sklearn.model_selection import cross_val_predict
 
 from artifact import PROFILE_NAME, model_version, sha256_of
 from conformal import Intervals
@@ -114,14 +112,6 @@ def export_tiny_model(model_dir: Path, family: str = "ridge") -> dict[str, Any]:
         alpha=1.0, train_md5="0" * 32, profile_sha256=sha256_of(model_dir / PROFILE_NAME),
         intervals=intervals,
     )  # fmt: skip
-    if "intervals" not in card:  # calibrated as the calibrate stage does, on 5 folds
-        out_of_fold = cross_val_predict(
-            clone(pipeline), table[features].to_numpy(), table[TARGET.name].to_numpy(), cv=5
-        )
-        card["intervals"] = Intervals.calibrate(
-            out_of_fold, table[TARGET.name].to_numpy(), level=0.9, bins=3,
-            upper_limit=TARGET.maximum,
-        ).as_dict()  # fmt: skip
     (model_dir / "model_card.json").write_text(json.dumps(card, indent=2))
     train.unlink()
     return card

@@ -12,9 +12,9 @@ import yaml
 
 from tests.conftest import REPO
 
-STAGES = ["ingest", "eda", "preprocess", "tune", "evaluate", "export"]
+STAGES = ["ingest", "eda", "preprocess", "tune", "calibrate", "evaluate", "export"]
 NOTEBOOK = "notebooks/exploring_data_analysis.ipynb"
-PROJECT_PACKAGES = ("stages", "api", "monitoring", "artifact")
+PROJECT_PACKAGES = ("stages", "api", "monitoring", "artifact", "conformal")
 
 
 def _project_imports(module: str, seen: set[str] | None = None) -> set[str]:

@@ -13,8 +13,8 @@ import sklearn
 
 from api.model_store import ModelUnavailable, load
 from artifact import PROFILE_NAME, ArtifactError, read_card, read_profile, sha256_of
+from stages.calibrate import out_of_fold_predictions
 from stages.contract import FEATURE_NAMES, TARGET, model_features
-from stages.export import out_of_fold_predictions
 from stages.families import build
 from tests.conftest import export_tiny_model
 

@@ -33,7 +33,9 @@ def test_an_unknown_stage_is_named(tmp_path: Path) -> None:
         load_params("nope", *files)
 
 
-@pytest.mark.parametrize("stage", ["ingest", "preprocess", "tune", "evaluate", "export"])
+@pytest.mark.parametrize(
+    "stage", ["ingest", "preprocess", "tune", "calibrate", "evaluate", "export"]
+)
 def test_every_real_stage_finds_its_declared_params(stage: str) -> None:
     params = load_params(stage, REPO / "dvc.yaml", REPO / "params.yaml")
     assert params, f"stage {stage} declares no params"
