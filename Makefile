@@ -134,6 +134,11 @@ performance-calibration: venv
 monitor-calibration: venv
 	python -m studies.drift_calibration --results docs/results/monitor-calibration.md
 
+## interval-calibration: coverage and width of the prediction intervals over 200 fresh splits, 3 price groups vs 1 (docs/results/)
+.PHONY: interval-calibration
+interval-calibration: venv
+	python -m studies.interval_calibration --results docs/results/interval-calibration.md
+
 ## retrain: the Prefect retraining flow on new rows (NEW=CSV or folder, or FEEDBACK=logs; SERVICE=URL)
 .PHONY: retrain
 retrain: venv
