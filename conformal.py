@@ -42,7 +42,8 @@ class Bounds(NamedTuple):
 
 def rows_needed(level: float) -> int:
     """The fewest residuals whose conformal quantile at `level` is finite."""
-    return math.ceil(level / (1 - level))
+    # rounded first: 0.9 / (1 - 0.9) is 9.000000000000002 in floating point, and 9 rows suffice
+    return math.ceil(round(level / (1 - level), 9))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,10 @@ def test_the_stage_writes_the_same_bytes_twice(
         ("high", 3, r"calibrate: intervals.level must be a number between 0 and 1, got 'high'"),
         (0.9, 0, r"calibrate: intervals.bins must be a whole number >= 1, got 0"),
         (0.9, 2.5, r"calibrate: intervals.bins must be a whole number >= 1, got 2.5"),
+        # 90 rows in 11 groups, the smallest of 8: at 0.9 the 9th smallest of 9 residuals is the
+        # conformal quantile, so 8 are one too few
+        (0.9, 11, r"calibrate: intervals.bins=11 leaves 8 training rows in a group; "
+         r"intervals.level=0.9 needs at least 9 per group"),
         # 90 rows in 10 groups of 9: 0.99 needs 99 residuals per group for a finite quantile
         (0.99, 10, r"calibrate: intervals.bins=10 leaves 9 training rows in a group; "
          r"intervals.level=0.99 needs at least 99 per group"),
