@@ -78,6 +78,11 @@ PARAM_MEANINGS: dict[str, str] = {
     "standardised spline features. Used as is, never searched: larger values shrink the "
     "coefficients harder (lasso and elasticnet also set more of them to zero). The tree "
     "families ignore it",
+    "intervals.level": "share of prices the served prediction intervals should hold (0.9: "
+    "9 times in 10), calibrated by the `calibrate` stage on out-of-fold errors",
+    "intervals.bins": "groups of the predicted price with a width each (Mondrian conformal); "
+    "1 is one constant width, which under-covers dear tracts "
+    "([decision 0014](decisions/0014-conformal-intervals.md))",
     "evaluate.bootstrap": "bootstrap resamples for the test metrics' 95% intervals",
     "evaluate.gate.max_rmse": "quality gate: the highest test RMSE export accepts",
     "evaluate.gate.min_r2": "quality gate: the lowest test R^2 export accepts",
