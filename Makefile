@@ -139,6 +139,11 @@ monitor-calibration: venv
 interval-calibration: venv
 	python -m studies.interval_calibration --results docs/results/interval-calibration.md
 
+## coverage-calibration: false-alarm and detection rates of the interval-coverage verdict, by simulation (docs/results/)
+.PHONY: coverage-calibration
+coverage-calibration: venv
+	python -m studies.coverage_calibration --results docs/results/coverage-calibration.md
+
 ## retrain: the Prefect retraining flow on new rows (NEW=CSV or folder, or FEEDBACK=logs; SERVICE=URL)
 .PHONY: retrain
 retrain: venv
