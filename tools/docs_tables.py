@@ -98,6 +98,10 @@ PARAM_MEANINGS: dict[str, str] = {
     "never judged",
     "monitoring.performance_min_rows": "performance report: labelled rows a window needs to be "
     "judged",
+    "monitoring.coverage_alpha": "performance report: the coverage verdict's test martingale "
+    "alarms at 1/coverage_alpha, so a model version's lifetime false-alarm chance stays below it",
+    "monitoring.coverage_alternatives": "performance report: the miss rates above 1 - level the "
+    "coverage martingale bets on (0.1: a drop from 90% to 80%)",
     "retrain.margin": "retraining: promote when the 95% interval of the challenger's RMSE minus "
     "the champion's ends at or below this ($1000s)",
     "retrain.bootstrap": "retraining: resamples of that paired bootstrap",
