@@ -240,7 +240,9 @@ def test_the_readme_curl_example_prints_its_answer(live_api: str, real_model_dir
     committed = json.loads((REPO / "models" / "model_card.json").read_text())["model_version"]
     if answer["model_version"] == committed:
         # the repository's own model: the README must show its answer
-        assert round(answer["prediction"], 6) == round(documented["prediction"], 6), (
+        shown = (documented["prediction"], *documented["interval"].values())
+        given = (answer["prediction"], *answer["interval"].values())
+        assert [round(value, 6) for value in given] == [round(value, 6) for value in shown], (
             f"the README shows the answer of model {documented['model_version']}; "
             f"model {committed} answers {printed.stdout.strip()}"
         )
