@@ -114,7 +114,7 @@ def test_exp_run_alpha_reruns_only_the_stages_that_read_it(pipeline_repo: Path) 
     before = json.loads((pipeline_repo / "metrics/tune.json").read_text())
     output = dvc(pipeline_repo, "exp", "run", "-n", "alpha-half", "-S", "model.alpha=0.5")
     # eda reads model.alpha too: it refits the ridge family with and without B
-    assert sorted(ran_stages(output)) == ["eda", "evaluate", "export", "tune"]
+    assert sorted(ran_stages(output)) == ["calibrate", "eda", "evaluate", "export", "tune"]
     after = json.loads((pipeline_repo / "metrics/tune.json").read_text())
     assert after["families"]["ridge"] != before["families"]["ridge"]
 
@@ -129,6 +129,21 @@ def test_exp_run_alpha_reruns_only_the_stages_that_read_it(pipeline_repo: Path) 
     data = experiments["alpha-half"]["revs"][0]["data"]
     assert data["params"]["params.yaml"]["data"]["model"]["alpha"] == 0.5
     assert "metrics/tune.json" in data["metrics"]
+    restore(pipeline_repo)
+
+
+def test_exp_run_level_changes_the_served_widths_and_nothing_upstream(pipeline_repo: Path) -> None:
+    before = json.loads((pipeline_repo / "models/model_card.json").read_text())
+    output = dvc(pipeline_repo, "exp", "run", "-n", "level-08", "-S", "intervals.level=0.8")
+    assert ran_stages(output) == ["calibrate", "evaluate", "export"]
+    after = json.loads((pipeline_repo / "models/model_card.json").read_text())
+    assert after["artifact"] == before["artifact"]  # the same model, served with other ranges
+    assert after["intervals"]["level"] == 0.8
+    assert after["intervals"]["edges"] == before["intervals"]["edges"]
+    widths = (after["intervals"]["half_widths"], before["intervals"]["half_widths"])
+    assert all(new < old for new, old in zip(*widths, strict=True))
+    assert after["metrics"]["intervals"]["level"] == 0.8
+    assert "intervals.width_mean" in dvc(pipeline_repo, "metrics", "diff")
     restore(pipeline_repo)
 
 
