@@ -134,7 +134,7 @@ performance-calibration: venv
 monitor-calibration: venv
 	python -m studies.drift_calibration --results docs/results/monitor-calibration.md
 
-## interval-calibration: coverage and width of the prediction intervals over 200 fresh splits, 3 price groups vs 1 (docs/results/)
+## interval-calibration: coverage and width of the prediction intervals over 200 fresh splits, 3 price groups vs 1; about 14 min (docs/results/)
 .PHONY: interval-calibration
 interval-calibration: venv
 	python -m studies.interval_calibration --results docs/results/interval-calibration.md

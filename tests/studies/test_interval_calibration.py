@@ -71,21 +71,20 @@ def test_the_command_prints_both_groupings_and_writes_what_it_prints(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "results" / "interval-calibration.md"
-    main(_argv(model_dir, "--model", "served", "--results", str(path)))
+    main(_argv(model_dir, "--results", str(path)))
     out = capsys.readouterr().out
     written = path.read_text()
     assert written.startswith("# Interval calibration\n")
     assert "- Command: `python -m studies.interval_calibration --data " in written
     assert written.endswith(f"\n\n{out.strip()}\n")
     assert "2 fresh train/test splits of the 506 tracts" in out and "test split 101 rows" in out
-    assert "model: the served ridge" in out and "The served model is used." in out
+    assert "model: the served ridge" in out  # the served model unless told otherwise
     assert out.count("\n3 | ") == 4 and out.count("\n1 | ") == 4  # overall and three thirds
 
 
-def test_the_stand_in_takes_over_when_the_served_model_is_over_budget(
+def test_the_stand_in_is_used_when_asked(
     model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(_argv(model_dir, "--budget-minutes", "0"))
+    main(_argv(model_dir, "--model", "stand-in"))
     out = capsys.readouterr().out
-    assert "Over budget: the stand-in model is used" in out
     assert "model: the studies' stand-in" in out
