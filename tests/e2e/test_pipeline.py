@@ -69,7 +69,8 @@ def test_fresh_clone_reproduces_the_committed_lock(pipeline_repo: Path) -> None:
 def test_a_second_repro_runs_nothing(pipeline_repo: Path) -> None:
     output = dvc(pipeline_repo, "repro")
     assert ran_stages(output) == []
-    assert output.count("didn't change, skipping") == 6
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert output.count("didn't change, skipping") == len(stages)
 
 
 def test_the_pipeline_meets_the_quality_bar(pipeline_repo: Path) -> None:
