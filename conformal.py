@@ -40,6 +40,16 @@ class Bounds(NamedTuple):
     upper_censored: np.ndarray
 
 
+def check_settings(level: object, bins: object) -> None:
+    """intervals.level and intervals.bins as params.yaml may hold them; the error names which."""
+    if isinstance(level, bool) or not isinstance(level, int | float):
+        raise ValueError(f"intervals.level must be a number between 0 and 1, got {level!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"intervals.level must lie strictly between 0 and 1, got {level}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"intervals.bins must be a whole number >= 1, got {bins!r}")
+
+
 def rows_needed(level: float) -> int:
     """The fewest residuals whose conformal quantile at `level` is finite."""
     # rounded first: 0.9 / (1 - 0.9) is 9.000000000000002 in floating point, and 9 rows suffice
@@ -66,10 +76,7 @@ class Intervals:
         upper_limit: float,
     ) -> Intervals:
         """From out-of-fold predictions and the prices they predicted."""
-        if not 0 < level < 1:
-            raise ValueError(f"intervals.level must lie strictly between 0 and 1, got {level}")
-        if bins < 1:
-            raise ValueError(f"intervals.bins must be a whole number >= 1, got {bins}")
+        check_settings(level, bins)
         predicted = np.asarray(predicted, dtype=np.float64)
         residuals = np.abs(np.asarray(actual, dtype=np.float64) - predicted)
         edges = np.quantile(predicted, np.arange(1, bins) / bins) if bins > 1 else np.array([])

@@ -97,7 +97,7 @@ class BatchScoring:
         predictions: list[float] = scored.tolist()
         calibration = model.intervals
         bounds = calibration.many(scored) if calibration is not None else None
-        level = calibration.level if calibration is not None else None
+        level = _level(self.current)
         latency_ms = elapsed_ms(started)
         request_id: str = self.request.state.request_id
         metrics, later = self.runtime.metrics, self.background

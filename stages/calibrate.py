@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import KFold, cross_val_predict
 
-from conformal import Intervals
+from conformal import Intervals, check_settings
 from stages.contract import TARGET
 from stages.files import load_params, read_json, read_table, write_json
 
@@ -49,10 +49,7 @@ def calibrate(
     bins: int,
 ) -> tuple[Intervals, pd.DataFrame]:
     """The intervals and the out-of-fold rows (actual, predicted) they were calibrated on."""
-    if isinstance(bins, bool) or not isinstance(bins, int):
-        raise ValueError(f"intervals.bins must be a whole number >= 1, got {bins!r}")
-    if isinstance(level, bool) or not isinstance(level, int | float):
-        raise ValueError(f"intervals.level must be a number between 0 and 1, got {level!r}")
+    check_settings(level, bins)  # before the folds are fitted, not after
     predicted = out_of_fold_predictions(model, train, features, folds, seed)
     actual = train[TARGET.name].to_numpy(dtype=np.float64)
     intervals = Intervals.calibrate(
