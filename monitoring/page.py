@@ -110,11 +110,15 @@ def verdict_sentence(summary: dict[str, Any]) -> str:
 
 
 def moved_lines(
-    summary: dict[str, Any], profile: dict[str, Any], window: dict[str, Any]
+    summary: dict[str, Any],
+    profile: dict[str, Any] | None = None,
+    window: dict[str, Any] | None = None,
 ) -> list[str]:
-    """One line per column that moved, its effect size in words first."""
+    """One line per column that moved, its effect size in words first; without the profile and
+    the window (the summary alone, as a console reads it) the effect is left out."""
     verdict = summary["verdict"] or {}
-    references = _references(profile)
+    references = _references(profile) if profile else {}
+    window = window or {}
     lines = []
     for column in verdict.get("columns", []):
         if not column["drift"]:

@@ -221,6 +221,8 @@ def test_the_columns_that_moved_are_listed_with_their_effect_in_words(
         r"CHAS: share of 1 up from \d+\.\d% to 90\.0% \(large\), chi-square = \d+\.\d, adjusted p",
         by_name["CHAS"],
     )
+    # from the summary alone (the console's advice), the same lines without the effect
+    assert moved_lines(summary)[0].startswith("CHAS: chi-square = 97.6, adjusted p = ")
     # what the page lists is these lines
     assert Parsed(drift_html).items[: len(lines)] == lines
 
