@@ -39,9 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = multiprocess.start_metrics()
         app.state.metrics = metrics
-        log = PredictionLog(settings.log_sink, settings.log_sample_rate)
+        rotate = settings.log_rotate
+        log = PredictionLog(settings.log_sink, settings.log_sample_rate, rotate)
         sink = settings.feedback_sink
-        feedback_log = PredictionLog(sink, 1.0) if sink and sink != settings.log_sink else log
+        feedback_log = (
+            PredictionLog(sink, 1.0, rotate) if sink and sink != settings.log_sink else log
+        )
         runtime = Runtime(settings=settings, metrics=metrics, log=log, feedback_log=feedback_log)
         runtime.load_model()
         if runtime.serving is None:

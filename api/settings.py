@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.ratelimit import parse_limits, storage_scheme
+from prediction_log import ROTATE_FORMS, parse_rotation
+
+_STREAMS = ("stdout", "stderr")
 
 
 class Settings(BaseSettings):
@@ -46,6 +50,11 @@ class Settings(BaseSettings):
         description="where POST /feedback's labels go: 'stdout', 'stderr' or a file path to "
         "append to; unset, the prediction log's sink",
     )
+    log_rotate: str | None = Field(
+        None,
+        description=f"rotate a file sink, gzipping each closed file: {ROTATE_FORMS}; unset, "
+        "never (docs/operating.md#the-prediction-log)",
+    )
     log_sample_rate: float = Field(
         1.0, ge=0.0, le=1.0, description="share of predictions written to the prediction log"
     )
@@ -66,6 +75,28 @@ class Settings(BaseSettings):
         if value is not None:
             parse_limits(value)
         return value
+
+    @field_validator("log_rotate")
+    @classmethod
+    def _readable_rotation(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rotation(value)
+        return value
+
+    @model_validator(mode="after")
+    def _rotation_needs_files(self) -> Self:
+        # a setting that would silently do nothing is refused: a stream is rotated by whatever
+        # collects it
+        if self.log_rotate is not None:
+            for name, sink in (("LOG_SINK", self.log_sink), ("FEEDBACK_SINK", self.feedback_sink)):
+                if sink in _STREAMS:
+                    raise ValueError(
+                        f"BOSTON_API_LOG_ROTATE rotates files only, and BOSTON_API_{name} is "
+                        f"{sink}: there the container runtime rotates the log (docker's json-file "
+                        "max-size, the kubelet's containerLogMaxSize); unset BOSTON_API_LOG_ROTATE "
+                        "or make the sink a file path"
+                    )
+        return self
 
     @field_validator("rate_limit_storage")
     @classmethod
