@@ -3,8 +3,9 @@
     python -m monitoring.performance --log predictions.jsonl [labels.jsonl ...] [--out DIR]
         [--window 1d] [--min-rows N] [--model-dir models] [--push URL]
 
-Reads the service's lines with prediction_log's reader (gzip allowed): its predictions and the
-labels of POST /feedback, wherever each was written. A label names its prediction by request id
+Reads the service's lines through monitoring/logs.py (files, folders, globs, gzip and Parquet),
+with bounded memory: its predictions and the labels of POST /feedback, wherever each was
+written, joined in DuckDB. A label names its prediction by request id
 and row; the last label of a row counts, the others are counted as repeated, and labels without a
 prediction in the logs are counted as unknown. The joined rows are grouped by `model_version` and
 by windows of the prediction's time; each window gets its RMSE and MAE with 95% bootstrap
@@ -52,6 +53,7 @@ from monitoring.coverage import (
     sequential_verdict,
     window_coverage,
 )
+from monitoring.logs import Labelled, LogError, LogReader
 from prediction_log import Prediction, Skipped, read_records
 
 NOT_DEGRADED, DEGRADED, CANNOT_RUN = 0, 1, 2
@@ -93,6 +95,8 @@ class Logs:
 
 
 def read(paths: Iterable[Path]) -> Logs:
+    """Every prediction and label of `paths` in memory, by prediction_log's reader: what the
+    retraining flow turns into training rows (the report itself reads through monitoring/logs)."""
     logs = Logs()
     for record in read_records(paths, logs.skipped):
         key = (record.request_id, record.row)
@@ -123,14 +127,15 @@ def window_length(text: str) -> timedelta:
     return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
 
 
-def windows(logs: Logs, length: timedelta) -> dict[tuple[str, datetime], list[tuple[float, float]]]:
+def windows(
+    labelled: Labelled, length: timedelta
+) -> dict[tuple[str, datetime], list[tuple[float, float]]]:
     """(model version, window start) -> the (prediction, actual) pairs of its labelled rows."""
     grouped: dict[tuple[str, datetime], list[tuple[float, float]]] = defaultdict(list)
-    for key, actual in logs.labels.items():
-        served = logs.predictions.get(key)
-        if served is not None:
-            start = _window_start(served.ts, length)
-            grouped[served.model_version, start].append((served.prediction, actual))
+    for version, served, predicted, actual in zip(
+        labelled.versions, labelled.served, labelled.predictions, labelled.actuals, strict=True
+    ):
+        grouped[version, _window_start(served, length)].append((float(predicted), float(actual)))
     return dict(sorted(grouped.items(), key=lambda item: (item[0][1], item[0][0])))
 
 
@@ -145,27 +150,21 @@ class IntervalLabels:
     without_interval: int  # labelled predictions logged without one (older lines)
 
 
-def interval_labels(logs: Logs, length: timedelta) -> IntervalLabels:
+def interval_labels(labelled: Labelled, length: timedelta) -> IntervalLabels:
     """Whether each labelled interval covered its label, in label order (a row's first label
     fixes its place, its last label its value, as for the RMSE)."""
-    versions: list[str] = []
-    starts: list[datetime] = []
-    rows: list[tuple[float, float, float, bool, float]] = []
-    without = 0
-    for key, actual in logs.labels.items():
-        served = logs.predictions.get(key)
-        if served is None:
-            continue
-        if served.interval is None or served.level is None:
-            without += 1
-            continue
-        versions.append(served.model_version)
-        starts.append(_window_start(served.ts, length))
-        lower, upper, censored = served.interval
-        rows.append((actual, lower, upper, censored, served.level))
-    table = np.array(rows, dtype=np.float64).reshape(-1, 5)
-    inside = covered(table[:, 0], table[:, 1], table[:, 2], table[:, 3].astype(bool))
-    return IntervalLabels(versions, starts, inside, table[:, 4], without)
+    has = ~np.isnan(labelled.lower)
+    versions = [version for version, kept in zip(labelled.versions, has, strict=True) if kept]
+    starts = [
+        _window_start(served, length)
+        for served, kept in zip(labelled.served, has, strict=True)
+        if kept
+    ]
+    inside = covered(
+        labelled.actuals[has], labelled.lower[has], labelled.upper[has],
+        labelled.upper_censored[has],
+    )  # fmt: skip
+    return IntervalLabels(versions, starts, inside, labelled.levels[has], int((~has).sum()))
 
 
 def coverage_windows(
@@ -336,17 +335,21 @@ def performance_status(
     except (ArtifactError, ValueError, OSError) as error:
         print(f"performance: {error}", file=sys.stderr)
         return "cannot judge"
-    logs_read = read(logs)
-    logs_read.skipped.warn("performance")
-    joined = windows(logs_read, window)
-    labelled_intervals = interval_labels(logs_read, window)
+    try:
+        with LogReader(logs) as reader:
+            labelled, skipped = reader.labelled()
+    except (LogError, OSError) as error:
+        print(f"performance: {error}", file=sys.stderr)
+        return "cannot judge"
+    skipped.warn("performance")
+    joined = windows(labelled, window)
+    labelled_intervals = interval_labels(labelled, window)
     by_window = coverage_windows(labelled_intervals)
     verdicts = coverage_verdicts(labelled_intervals, settings.coverage)
-    unknown = sum(key not in logs_read.predictions for key in logs_read.labels)
     print(
-        f"performance: {len(logs_read.predictions)} predictions, {len(logs_read.labels)} labelled "
-        f"rows ({unknown} unknown, {logs_read.repeated} repeated labels), "
-        f"{logs_read.malformed} malformed lines"
+        f"performance: {labelled.predicted_rows} predictions, {labelled.labels} labelled "
+        f"rows ({labelled.unknown} unknown, {labelled.repeated} repeated labels), "
+        f"{skipped.count} malformed lines"
     )
     summaries = [
         {
@@ -369,11 +372,11 @@ def performance_status(
     report = {
         "window": str(window),
         "min_rows": settings.min_rows,
-        "predictions": len(logs_read.predictions),
-        "labels": len(logs_read.labels),
-        "unknown_labels": unknown,
-        "repeated_labels": logs_read.repeated,
-        "malformed_lines": logs_read.malformed,
+        "predictions": labelled.predicted_rows,
+        "labels": labelled.labels,
+        "unknown_labels": labelled.unknown,
+        "repeated_labels": labelled.repeated,
+        "malformed_lines": skipped.count,
         "windows": summaries,
         "coverage": {
             "alpha": settings.coverage.alpha,
@@ -458,7 +461,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--log", type=Path, nargs="+", required=True, help="prediction and feedback logs"
+        "--log",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="prediction and feedback logs: files (.gz too), folders or globs",
     )
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("reports/monitoring"))

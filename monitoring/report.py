@@ -3,8 +3,10 @@
     python -m monitoring.report --log predictions.jsonl [more.jsonl.gz ...] [--out DIR]
         [--since ISO --until ISO | --last N] [--min-rows N] [--alpha A] [--push URL]
 
-Reads the service's prediction lines with prediction_log's reader (gzip allowed; malformed lines
-are counted and skipped with a warning), splits them by `model_version`, and judges each version's
+Reads the service's prediction lines through monitoring/logs.py (files, folders, globs, gzip and
+Parquet; malformed lines are counted and skipped with a warning) with bounded memory: the window
+is filtered while the files are scanned and each column is judged on its own. It splits the lines
+by `model_version`, and judges each version's
 window against the reference profile beside the model card: per input KS or chi-square,
 Benjamini-Hochberg over all inputs and the prediction. Writes a JSON summary and a self-contained
 HTML page per window, prints what moved and what to do next, and exits 0 (no drift), 1 (drift
@@ -15,23 +17,23 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import html
 import io
 import json
 import sys
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import yaml
+from scipy import stats
 
 from artifact import ArtifactError, read_card, read_profile
-from monitoring.drift import DriftSettings, Verdict, judge
-from prediction_log import Prediction, Skipped, read_records
+from monitoring.drift import PREDICTION, DriftSettings, FloatArray, Verdict, judge
+from monitoring.logs import LogError, LogReader, Traffic
 
 NO_DRIFT, DRIFT, CANNOT_RUN = 0, 1, 2
 DriftStatus = Literal["drift", "no drift", "cannot judge"]
@@ -44,72 +46,75 @@ PUSH_JOB = "boston_housing_drift"
 PARAMS = Path("params.yaml")
 
 
-@dataclass
-class LogRecords:
-    """Prediction lines by model version, and the lines that could not be read."""
+class WindowColumns(Mapping[str, FloatArray]):
+    """A model version's window, each profiled input and the prediction, read from the logs'
+    DuckDB table when asked for: one column in memory at a time, however long the window."""
 
-    by_version: dict[str, list[Prediction]] = field(default_factory=lambda: defaultdict(list))
-    skipped: Skipped = field(default_factory=Skipped)
+    def __init__(self, reader: LogReader, version: str, names: Sequence[str]) -> None:
+        self._reader, self._version = reader, version
+        self._names = [*names, PREDICTION]
 
+    def __getitem__(self, name: str) -> FloatArray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._reader.column(self._version, name)
 
-def read_logs(paths: Iterable[Path]) -> LogRecords:
-    """Every prediction line of `paths`, in file order; a bad line is counted, never fatal."""
-    records = LogRecords()
-    for record in read_records(paths, records.skipped):
-        if isinstance(record, Prediction):
-            records.by_version[record.model_version].append(record)
-    return records
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
 
-
-def select(
-    records: list[Prediction],
-    since: datetime | None = None,
-    until: datetime | None = None,
-    last: int | None = None,
-) -> list[Prediction]:
-    """The window: records in [since, until), then the most recent `last` of them."""
-    chosen = sorted(records, key=lambda record: record.ts)
-    if since is not None:
-        chosen = [record for record in chosen if record.ts >= since]
-    if until is not None:
-        chosen = [record for record in chosen if record.ts < until]
-    return chosen[-last:] if last else chosen
+    def __len__(self) -> int:
+        return len(self._names)
 
 
-def window_arrays(
-    records: list[Prediction], profile: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Each profiled input as a float array (NaN: sent as null or left out), and predictions."""
-    inputs = {
-        name: np.array([record.inputs.get(name, np.nan) for record in records], dtype=float)
-        for name in profile["features"]
-    }
-    return inputs, np.array([record.prediction for record in records])
+def judge_by_column(
+    profile: dict[str, Any],
+    column: Callable[[str], FloatArray],
+    rows: int,
+    settings: DriftSettings,
+) -> Verdict:
+    """drift.judge's verdict, with one column of the window in memory at a time.
+
+    judge takes every column at once (13 float arrays of a 10-million-row window are a gigabyte),
+    so each column is measured by judge alone, as the prediction of a profile without inputs;
+    the p-values are then adjusted together exactly as judge adjusts them.
+    """
+    if rows < settings.min_rows:
+        return Verdict(rows=rows, too_small=True, drift=False, columns=())
+    references = {**profile["features"], PREDICTION: profile["prediction"]}
+    measured = []
+    for name, reference in references.items():
+        values = column(name)
+        alone = judge({**profile, "features": {}, "prediction": reference}, {}, values, settings)
+        measured.append(dataclasses.replace(alone.columns[0], column=name))
+        del values
+    adjusted = stats.false_discovery_control([m.p_value for m in measured], method="bh")
+    results = tuple(
+        dataclasses.replace(m, p_adjusted=float(p), drift=bool(p < settings.alpha))
+        for m, p in zip(measured, adjusted, strict=True)
+    )
+    return Verdict(rows=rows, too_small=False, drift=any(r.drift for r in results), columns=results)
 
 
-def traffic(records: list[Prediction]) -> dict[str, Any]:
+def traffic(figures: Traffic) -> dict[str, Any]:
     """Request volume and latency percentiles: one latency per request, not per row."""
-    latency = {record.request_id: record.latency_ms for record in records}
-    routes: dict[str, int] = defaultdict(int)
-    for record in records:
-        routes[record.route] += 1
-    figures = np.array(list(latency.values()), dtype=np.float64)
     percentiles = {
-        f"p{q}": round(float(np.percentile(figures, q)), 3) if figures.size else None
+        f"p{q}": round(float(np.percentile(figures.latency_ms, q)), 3)
+        if figures.latency_ms.size
+        else None
         for q in (50, 90, 99)
     }
     return {
-        "rows": len(records),
-        "requests": len(latency),
-        "rows_by_route": dict(sorted(routes.items())),
-        "first": records[0].ts.isoformat() if records else None,
-        "last": records[-1].ts.isoformat() if records else None,
+        "rows": figures.rows,
+        "requests": figures.requests,
+        "rows_by_route": figures.rows_by_route,
+        "first": figures.first.astimezone(UTC).isoformat() if figures.first else None,
+        "last": figures.last.astimezone(UTC).isoformat() if figures.last else None,
         "latency_ms": percentiles,
     }
 
 
 def summarise(
-    version: str, records: list[Prediction], verdict: Verdict | None, reason: str | None
+    version: str, figures: dict[str, Any], verdict: Verdict | None, reason: str | None
 ) -> dict[str, Any]:
     if verdict is None:
         status = "not judged"
@@ -121,7 +126,7 @@ def summarise(
         "model_version": version,
         "status": status,
         "reason": reason,
-        "traffic": traffic(records),
+        "traffic": figures,
         "verdict": verdict.as_dict() if verdict is not None else None,
     }
 
@@ -284,40 +289,64 @@ def drift_status(
     except (ArtifactError, ValueError, OSError) as error:
         print(f"report: {error}", file=sys.stderr)
         return "cannot judge"
-    records = read_logs(logs)
-    records.skipped.warn("report")
-    if not records.by_version:
-        print("report: no prediction lines in the log(s); nothing to judge", file=sys.stderr)
+    try:
+        reader = LogReader(logs, list(profile["features"]))
+    except (LogError, OSError) as error:
+        print(f"report: {error}", file=sys.stderr)
         return "cannot judge"
-
-    statuses = []
-    for version, all_records in sorted(records.by_version.items()):
-        chosen = select(all_records, since, until, last)
-        verdict, reason = None, None
-        window: dict[str, np.ndarray] = {}
-        if version != profile["model_version"]:
-            reason = (
-                f"the reference profile in {model_dir} is for model "
-                f"{profile['model_version']}; point --model-dir at this model's folder"
-            )
-        else:
-            window, predictions = window_arrays(chosen, profile)
-            verdict = judge(profile, window, predictions, settings)
-            window = {**window, "prediction": predictions}
-            if verdict.too_small:
-                reason = f"{len(chosen)} rows, fewer than the minimum of {settings.min_rows}"
-        summary = summarise(version, chosen, verdict, reason)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (out / f"drift-{version}.html").write_text(render_html(summary, profile, window))
-        print("\n".join(advice(summary)))
-        if push_to and verdict is not None:
-            push(push_to, summary)
-        statuses.append(summary["status"])
+    with reader:
+        skipped = reader.load_window(since=since, until=until, last=last)
+        skipped.warn("report")
+        rows_by_version = reader.versions()
+        if since is not None or until is not None:
+            # a version with lines, none of them in the window, is still reported (0 rows)
+            rows_by_version = {**dict.fromkeys(reader.all_versions(), 0), **rows_by_version}
+        if not rows_by_version:
+            print("report: no prediction lines in the log(s); nothing to judge", file=sys.stderr)
+            return "cannot judge"
+        statuses = [
+            _report_version(reader, version, rows, profile, model_dir, out, settings, push_to)
+            for version, rows in sorted(rows_by_version.items())
+        ]
     print(f"report: written to {out}/")
     if "drift" in statuses:
         return "drift"
     return "no drift" if "no drift" in statuses else "cannot judge"
+
+
+def _report_version(
+    reader: LogReader,
+    version: str,
+    rows: int,
+    profile: dict[str, Any],
+    model_dir: Path,
+    out: Path,
+    settings: DriftSettings,
+    push_to: str | None,
+) -> str:
+    """One model version's window judged, written, told and pushed; its status."""
+    verdict, reason = None, None
+    window: Mapping[str, FloatArray] = {}
+    if version != profile["model_version"]:
+        reason = (
+            f"the reference profile in {model_dir} is for model "
+            f"{profile['model_version']}; point --model-dir at this model's folder"
+        )
+    else:
+        window = WindowColumns(reader, version, list(profile["features"]))
+        verdict = judge_by_column(profile, window.__getitem__, rows, settings)
+        if verdict.too_small:
+            reason = f"{rows} rows, fewer than the minimum of {settings.min_rows}"
+    summary = summarise(version, traffic(reader.traffic(version)), verdict, reason)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # render_html reads the window a column at a time (window[name]): the mapping serves it
+    page = render_html(summary, profile, cast(dict[str, Any], window))
+    (out / f"drift-{version}.html").write_text(page)
+    print("\n".join(advice(summary)))
+    if push_to and verdict is not None:
+        push(push_to, summary)
+    return str(summary["status"])
 
 
 def drift_settings(
@@ -352,7 +381,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--log", type=Path, nargs="+", required=True, help="prediction log files")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="prediction logs: files (.gz too), folders or globs",
+    )
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("reports/monitoring"))
     parser.add_argument("--since", type=parse_time, help="ISO time; the window starts here")
