@@ -22,6 +22,7 @@ import html
 import io
 import json
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,7 @@ from scipy import stats
 from artifact import ArtifactError, read_card, read_profile
 from monitoring.drift import PREDICTION, DriftSettings, FloatArray, Verdict, judge
 from monitoring.logs import LogError, LogReader, Traffic
+from prediction_log import Prediction
 
 NO_DRIFT, DRIFT, CANNOT_RUN = 0, 1, 2
 DriftStatus = Literal["drift", "no drift", "cannot judge"]
@@ -95,8 +97,22 @@ def judge_by_column(
     return Verdict(rows=rows, too_small=False, drift=any(r.drift for r in results), columns=results)
 
 
-def traffic(figures: Traffic) -> dict[str, Any]:
-    """Request volume and latency percentiles: one latency per request, not per row."""
+def window_arrays(
+    records: Sequence[Prediction], profile: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Records held in memory as the window judge takes: each profiled input as a float array
+    (NaN: sent as null or left out), and the predictions."""
+    inputs = {
+        name: np.array([record.inputs.get(name, np.nan) for record in records], dtype=float)
+        for name in profile["features"]
+    }
+    return inputs, np.array([record.prediction for record in records])
+
+
+def traffic(seen: Traffic | Sequence[Prediction]) -> dict[str, Any]:
+    """Request volume and latency percentiles: one latency per request, not per row. `seen` is
+    the figures logs.py counted in SQL, or records held in memory."""
+    figures = seen if isinstance(seen, Traffic) else _counted(seen)
     percentiles = {
         f"p{q}": round(float(np.percentile(figures.latency_ms, q)), 3)
         if figures.latency_ms.size
@@ -113,8 +129,27 @@ def traffic(figures: Traffic) -> dict[str, Any]:
     }
 
 
+def _counted(records: Sequence[Prediction]) -> Traffic:
+    latency = {record.request_id: record.latency_ms for record in records}
+    routes: dict[str, int] = defaultdict(int)
+    for record in records:
+        routes[record.route] += 1
+    moments = [record.ts for record in records]
+    return Traffic(
+        rows=len(records),
+        requests=len(latency),
+        rows_by_route=dict(sorted(routes.items())),
+        first=min(moments) if moments else None,
+        last=max(moments) if moments else None,
+        latency_ms=np.array(list(latency.values()), dtype=np.float64),
+    )
+
+
 def summarise(
-    version: str, figures: dict[str, Any], verdict: Verdict | None, reason: str | None
+    version: str,
+    seen: Traffic | Sequence[Prediction],
+    verdict: Verdict | None,
+    reason: str | None,
 ) -> dict[str, Any]:
     if verdict is None:
         status = "not judged"
@@ -126,7 +161,7 @@ def summarise(
         "model_version": version,
         "status": status,
         "reason": reason,
-        "traffic": figures,
+        "traffic": traffic(seen),
         "verdict": verdict.as_dict() if verdict is not None else None,
     }
 
@@ -337,7 +372,7 @@ def _report_version(
         verdict = judge_by_column(profile, window.__getitem__, rows, settings)
         if verdict.too_small:
             reason = f"{rows} rows, fewer than the minimum of {settings.min_rows}"
-    summary = summarise(version, traffic(reader.traffic(version)), verdict, reason)
+    summary = summarise(version, reader.traffic(version), verdict, reason)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
     # render_html reads the window a column at a time (window[name]): the mapping serves it
