@@ -45,7 +45,7 @@ RUN set -eu; \
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /srv
 COPY api/ api/
-COPY artifact.py conformal.py prediction_log.py ./
+COPY artifact.py conformal.py prediction_log.py rotating_log.py ./
 # The model changes most often, so it comes last. `make repro` (or `dvc pull`) makes it.
 COPY models/model.pkl models/model_card.json models/reference_profile.json models/
 

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.ratelimit import parse_limits, storage_scheme
-from prediction_log import ROTATE_FORMS, parse_rotation
+from rotating_log import ROTATE_FORMS, parse_rotation
 
 _STREAMS = ("stdout", "stderr")
 

@@ -18,7 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from api.settings import Settings
-from prediction_log import PredictionLog, Rotation, parse_rotation
+from prediction_log import PredictionLog
+from rotating_log import Rotation, parse_rotation
 
 ROWS: list[dict[str, Any]] = [{"RM": 6.5, "CHAS": 0}, {"RM": None, "CHAS": 1}]
 CLOSED_NAME = re.compile(r"predictions\.(\d{8}T\d{6})(?:\.(\d+))?\.jsonl\.gz")
@@ -263,7 +264,7 @@ def test_a_failed_gzip_leaves_the_closed_file_plain_and_readable(
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("prediction_log.shutil.copyfileobj", full_disk)
+    monkeypatch.setattr("rotating_log.shutil.copyfileobj", full_disk)
     sink = tmp_path / "predictions.jsonl"
     log = PredictionLog(str(sink), 1.0, "300B", clock=Clock(at("2026-12-07T22:00:00")))
     write(log, "a")
