@@ -114,6 +114,11 @@ loadtest: venv
 	bash tools/system_packages.sh wrk
 	python -m tools.loadtest $(LOADTEST_ARGS)
 
+## monitor-volume: the drift and performance reports on 1, 3 and 10 million log lines: time, peak memory (docs/results/)
+.PHONY: monitor-volume
+monitor-volume: venv
+	python -m tools.monitor_volume --results docs/results/monitor-volume.md
+
 ## monitor: drift report of a prediction log (LOG=path, .gz allowed) against the model's reference
 .PHONY: monitor
 monitor: venv

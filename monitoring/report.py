@@ -369,7 +369,9 @@ def _report_version(
         )
     else:
         window = WindowColumns(reader, version, list(profile["features"]))
-        verdict = judge_by_column(profile, window.__getitem__, rows, settings)
+        verdict = judge_by_column(
+            profile, lambda name: reader.column(version, name, ordered=True), rows, settings
+        )
         if verdict.too_small:
             reason = f"{rows} rows, fewer than the minimum of {settings.min_rows}"
     summary = summarise(version, reader.traffic(version), verdict, reason)
