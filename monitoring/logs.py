@@ -1,16 +1,16 @@
 """Reading the prediction logs for the reports, with bounded memory: DuckDB over the lines.
 
 The drift and performance reports read the service's logs here. A `--log` argument may be a file
-(plain or gzip: DuckDB tells by the `.gz` name), a folder (every `*.jsonl`, `*.json`, their `.gz`
-and `*.parquet` inside it, at any depth: rotated closed files and a log shipper's hive-partitioned
-Parquet folders alike) or a glob. JSON lines are read as one text column and checked in SQL by
-the rules of prediction_log's reader (prediction_log.read_records): a line that is not a record is
-counted and skipped, and the first few are told with their file and line number. Parquet files
-carry the same columns as the JSON lines, `inputs` as a struct of numbers.
+(plain or gzip, told by its content), a folder (every `*.jsonl`, `*.json`, their `.gz` and
+`*.parquet` inside it, at any depth: the service's rotated files and a log shipper's
+hive-partitioned Parquet folders alike) or a glob. DuckDB's JSON reader parses the lines in
+parallel, typing each field; a line that is not a record (not JSON, an unknown event, a required
+field missing or not of its type) is counted and skipped, and the first few are told with their
+file. Parquet files carry the same columns as the JSON lines, `inputs` as a struct of numbers.
 
-Nothing is held in Python per line: the time window and the model version are filtered while the
-files are scanned, the window is kept in a DuckDB database in a temporary folder (DuckDB spills
-to disk past its memory limit), and the reports take one column at a time as a numpy array.
+Nothing is held in Python per line: the window (time, count, model version) is taken while the
+files are scanned and kept in a DuckDB database file in a temporary folder, and the reports take
+one column at a time as a numpy array. docs/monitoring.md says what this costs at volume.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import glob
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +46,8 @@ JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 PARQUET_SUFFIXES = (".parquet",)
 # DuckDB's own buffers; past this it writes to the temporary folder instead of growing
 MEMORY_LIMIT = "256MB"
+# what DuckDB may keep once the window is loaded: enough to read a column back from its file
+_RELEASED_LIMIT = "32MB"
 # `--last N` on a plain file: the first tail read, and the lines before a tail that may have been
 # served after its first line (a batch's lines are written when the whole batch is predicted)
 _TAIL_START = 1 << 20
@@ -54,7 +55,6 @@ _TAIL_BYTES_PER_LINE = 2048
 _TAIL_MARGIN = timedelta(minutes=1)
 # every line's first few problems are told, as prediction_log.Skipped keeps them
 _SHOWN_PROBLEMS = 3
-_NUMBER_TYPES = "('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE')"
 # what a JSON line's fields become: SQL types of the table every source is read into
 _TYPES = {
     "ts": "TIMESTAMPTZ", "event": "VARCHAR", "request_id": "VARCHAR", "route": "VARCHAR",
@@ -62,8 +62,6 @@ _TYPES = {
     "lower": "DOUBLE", "upper": "DOUBLE", "upper_censored": "BOOLEAN", "level": "DOUBLE",
     "actual": "DOUBLE",
 }  # fmt: skip
-_TEXT = ("request_id", "route", "model_version")
-_NUMBERS = ("latency_ms", "prediction", "lower", "upper", "level", "actual")
 
 
 class LogError(ValueError):
@@ -292,9 +290,13 @@ class LogReader:
         self.connection.execute("CREATE OR REPLACE TABLE chosen AS " + query[0], query[1])
         skipped = self._skipped("chosen")
         self.connection.execute("DELETE FROM chosen WHERE problem IS NOT NULL")
-        # what DuckDB cached while reading is not needed again: the reports' arrays need room
         self.connection.execute("CHECKPOINT")
         return skipped
+
+    def release(self) -> None:
+        """Let DuckDB drop what it cached while reading (the window is in its file): the
+        reports' arrays need the room. Later queries read from the file."""
+        self.connection.execute(f"SET memory_limit = '{_RELEASED_LIMIT}'")
 
     def _one_plain_file(self) -> bool:
         return (
@@ -359,9 +361,7 @@ class LogReader:
         or `prediction`, in no particular order, or sorted (NaN last) when `ordered`: no figure
         of the drift rule depends on the rows' order, and its tests sort their input, which
         takes them a fraction of the time when it is sorted already."""
-        field = "prediction" if name == "prediction" else f"input_{name}"
-        if name != "prediction" and name not in self.features:
-            raise KeyError(name)
+        field = self._field(name)
         found = self.connection.execute(
             f'SELECT "{field}" FROM chosen WHERE model_version = ?', [version]
         ).fetchnumpy()[field]
@@ -369,6 +369,11 @@ class LogReader:
         if ordered:
             values.sort()  # in place: numpy's sort beats a sorted query here
         return values
+
+    def _field(self, name: str) -> str:
+        if name != "prediction" and name not in self.features:
+            raise KeyError(name)
+        return "prediction" if name == "prediction" else f"input_{name}"
 
     def traffic(self, version: str) -> Traffic:
         rows, first, last = self.connection.execute(
@@ -500,15 +505,6 @@ class LogReader:
     def _columns(self, table: str) -> list[str]:
         described = self.connection.execute(f"DESCRIBE {table}").fetchall()
         return [str(name) for name, *_ in described]
-
-
-@contextmanager
-def reading(paths: Sequence[Path | str], features: Sequence[str] = ()) -> Iterator[LogReader]:
-    reader = LogReader(paths, features)
-    try:
-        yield reader
-    finally:
-        reader.close()
 
 
 def _floats(values: Any) -> FloatArray:

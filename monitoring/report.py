@@ -85,10 +85,9 @@ def judge_by_column(
     references = {**profile["features"], PREDICTION: profile["prediction"]}
     measured = []
     for name, reference in references.items():
-        values = column(name)
-        alone = judge({**profile, "features": {}, "prediction": reference}, {}, values, settings)
+        single = {**profile, "features": {}, "prediction": reference}
+        alone = judge(single, {}, column(name), settings)
         measured.append(dataclasses.replace(alone.columns[0], column=name))
-        del values
     adjusted = stats.false_discovery_control([m.p_value for m in measured], method="bh")
     results = tuple(
         dataclasses.replace(m, p_adjusted=float(p), drift=bool(p < settings.alpha))
@@ -369,6 +368,7 @@ def _report_version(
         )
     else:
         window = WindowColumns(reader, version, list(profile["features"]))
+        reader.release()
         verdict = judge_by_column(
             profile, lambda name: reader.column(version, name, ordered=True), rows, settings
         )

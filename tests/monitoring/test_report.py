@@ -153,8 +153,10 @@ def test_judging_a_column_at_a_time_is_judging_them_together(model_dir: Path) ->
     window["ZN"][::7] = np.nan
     predictions = np.linspace(10.0, 40.0, 400)
     settings = DriftSettings(alpha=0.05, min_rows=200)
+    window["CRIM"][:] = np.nan  # a column with nothing to test
     together = judge(profile, window, predictions, settings)
     columns = {**window, "prediction": predictions}
+
     alone = judge_by_column(profile, columns.__getitem__, 400, settings)
     assert alone == together and together.drifted()
     too_few = judge_by_column(profile, columns.__getitem__, 100, settings)
