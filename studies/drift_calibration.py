@@ -55,7 +55,7 @@ SIZES = (200, 500, 1000)
 # a day's traffic, and ten days'
 LARGE_SIZES = (10_000, 100_000)
 # The large windows' trials unless --large-trials says otherwise (and never more than --trials,
-# so a quick run stays quick): about 15 s per trial on one core.
+# so a quick run stays quick): about 20 s of one core per trial.
 DEFAULT_LARGE_TRIALS = 100
 # The larger references measured against the training rows hold ten times as many rows.
 LARGER_MULTIPLE = 10
