@@ -159,8 +159,10 @@ class LogReader:
     """The logs of `paths` as one SQL view, `lines`, with a DuckDB database in a temporary folder.
 
     Every line becomes a row: its `problem` when it is not a record (the rest NULL), else its
-    fields typed, each input of `features` as `input_<name>`. `src` and `line` give its file (an
-    index into `files`) and its line number there (Parquet: its row number, from 1).
+    fields typed, each input of `features` as `input_<name>`. `src` gives its file (an index into
+    `files`); `line` its row number in a Parquet file, NULL for a JSON line (the parallel reader
+    numbers none; `labelled` numbers the few lines whose order it needs). A file DuckDB cannot
+    read (a truncated gzip, a broken Parquet file) raises LogError when it is read.
     """
 
     def __init__(
@@ -228,10 +230,20 @@ class LogReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _run(self, query: str, parameters: list[Any] | None = None) -> None:
+        """A query that reads the files: what DuckDB cannot read is the user's to fix."""
+        try:
+            self.connection.execute(query, parameters or [])
+        except (duckdb.IOException, duckdb.InvalidInputException) as error:
+            raise LogError(f"cannot read the logs: {error}") from None
+
     def _parquet_rows(self, index: int, file: Path) -> str:
-        described = self.connection.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({_quote(file)}, hive_partitioning = true)"
-        ).fetchall()
+        try:
+            described = self.connection.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_quote(file)}, hive_partitioning = true)"
+            ).fetchall()
+        except (duckdb.IOException, duckdb.InvalidInputException) as error:
+            raise LogError(f"cannot read {file}: {error}") from None
         return _parquet_rows(
             index, file, {name: kind for name, kind, *_ in described}, self.features
         )
@@ -287,7 +299,7 @@ class LogReader:
         return query, parameters
 
     def _load(self, query: tuple[str, list[Any]]) -> Skipped:
-        self.connection.execute("CREATE OR REPLACE TABLE chosen AS " + query[0], query[1])
+        self._run("CREATE OR REPLACE TABLE chosen AS " + query[0], query[1])
         skipped = self._skipped("chosen")
         self.connection.execute("DELETE FROM chosen WHERE problem IS NOT NULL")
         self.connection.execute("CHECKPOINT")
@@ -407,7 +419,7 @@ class LogReader:
         """
         con = self.connection
         # one parallel pass over the files: what a labelled prediction needs, and the problems
-        con.execute(
+        self._run(
             "CREATE OR REPLACE TABLE kept AS SELECT src, problem, ts, request_id, row, "
             "model_version, prediction, lower, upper, upper_censored, level FROM lines "
             "WHERE problem IS NOT NULL OR (event = 'prediction' AND row IS NOT NULL)"

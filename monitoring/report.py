@@ -329,7 +329,11 @@ def drift_status(
         print(f"report: {error}", file=sys.stderr)
         return "cannot judge"
     with reader:
-        skipped = reader.load_window(since=since, until=until, last=last)
+        try:
+            skipped = reader.load_window(since=since, until=until, last=last)
+        except LogError as error:
+            print(f"report: {error}", file=sys.stderr)
+            return "cannot judge"
         skipped.warn("report")
         rows_by_version = reader.versions()
         if since is not None or until is not None:

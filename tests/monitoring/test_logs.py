@@ -160,6 +160,18 @@ def test_what_names_no_log_is_an_error_that_says_so(tmp_path: Path) -> None:
         expand([str(tmp_path / "*.jsonl")])
 
 
+def test_a_file_duckdb_cannot_read_is_an_error_that_names_it(tmp_path: Path) -> None:
+    packed = write(tmp_path / "p.jsonl.gz", [prediction(m) for m in range(2_000)])
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    with LogReader([cut], FEATURES) as reader, pytest.raises(LogError, match="cannot read"):
+        reader.load_window()
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(LogError, match=r"broken\.parquet"):
+        LogReader([broken], FEATURES)
+
+
 def parquet_rows(path: Path, lines: list[dict[str, Any]]) -> Path:
     """Lines as a log shipper writes them to Parquet: the same columns, typed; `ts` a UTC
     timestamp, `inputs` a struct of numbers."""
