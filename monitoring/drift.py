@@ -10,7 +10,7 @@ window, so the rule can be tested and benchmarked without files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from numbers import Integral, Real
 from typing import Any, Literal
@@ -122,21 +122,22 @@ def psi(
     reference: FloatArray,
     window: FloatArray,
     reference_weights: FloatArray | None = None,
+    window_weights: FloatArray | None = None,
 ) -> float:
     """Population stability index over the bins (-inf, e1], (e1, e2], ..., (ek, +inf).
 
     Bins are closed on the right like Prometheus' `le` buckets, which use the same edges, and so
-    that a categorical value that is itself an edge keeps a bin of its own. `reference_weights`
-    carries a categorical reference's counts. Empty bins get the share PSI_EPSILON.
+    that a categorical value that is itself an edge keeps a bin of its own. The weights carry
+    counts (a categorical reference's, a tallied window's). Empty bins get the share PSI_EPSILON.
     """
     bounds = np.asarray(edges, dtype=np.float64)
     bins = bounds.size + 1
     expected = np.bincount(
         np.searchsorted(bounds, reference, side="left"), weights=reference_weights, minlength=bins
     ).astype(np.float64)
-    actual = np.bincount(np.searchsorted(bounds, window, side="left"), minlength=bins).astype(
-        np.float64
-    )
+    actual = np.bincount(
+        np.searchsorted(bounds, window, side="left"), weights=window_weights, minlength=bins
+    ).astype(np.float64)
     expected_share = np.where(expected == 0, PSI_EPSILON, expected / expected.sum())
     actual_share = np.where(actual == 0, PSI_EPSILON, actual / actual.sum())
     return float(np.sum((actual_share - expected_share) * np.log(actual_share / expected_share)))
@@ -147,6 +148,7 @@ def normalised_wasserstein(
     reference: FloatArray,
     reference_std: float,
     reference_weights: FloatArray | None = None,
+    window_weights: FloatArray | None = None,
 ) -> float:
     """Wasserstein distance in reference standard deviations (0 when the reference is constant).
 
@@ -154,21 +156,71 @@ def normalised_wasserstein(
     """
     if not np.isfinite(reference_std) or reference_std == 0:
         return 0.0
-    distance = stats.wasserstein_distance(window, reference, v_weights=reference_weights)
+    distance = stats.wasserstein_distance(
+        window, reference, u_weights=window_weights, v_weights=reference_weights
+    )
     return float(distance) / float(reference_std)
 
 
-def _category_counts(values: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+# Up to this many values in the larger sample scipy's ks_2samp computes the exact p-value; beyond
+# it, Smirnov's asymptotic one (scipy's MAX_AUTO_N), which needs only the statistic and the sizes.
+_KS_EXACT_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """A column's present values as its distinct values (ascending) and how often each occurs.
+
+    A day's window holds millions of rows but few distinct values per column, and scipy's tests
+    copy and sort whatever they are given: every figure is computed from the tally instead, with
+    the same result as from the raw values.
+    """
+
+    values: FloatArray
+    counts: npt.NDArray[np.int64]
+
+    @property
+    def size(self) -> int:
+        return int(self.counts.sum())
+
+    @classmethod
+    def of(cls, column: FloatArray) -> _Tally:
+        ordered = np.sort(column)  # NaN sorts last
+        present = ordered[: ordered.size - int(np.count_nonzero(np.isnan(ordered)))]
+        if present.size == 0:
+            return cls(np.empty(0), np.empty(0, dtype=np.int64))
+        starts = np.concatenate(([0], np.flatnonzero(present[1:] != present[:-1]) + 1))
+        counts = np.diff(np.append(starts, present.size)).astype(np.int64)
+        return cls(present[starts], counts)
+
+
+def _ks(window: _Tally, reference: FloatArray) -> tuple[float, float]:
+    """scipy's two-sided ks_2samp of the window against the reference, from the window's tally."""
+    if max(window.size, reference.size) <= _KS_EXACT_MAX:
+        result = stats.ks_2samp(np.repeat(window.values, window.counts), reference)
+        return float(result.statistic), float(result.pvalue)
+    reference = np.sort(reference)
+    points = np.union1d(window.values, reference)
+    # the empirical CDFs at every value either sample holds, as ks_2samp evaluates them
+    below = np.searchsorted(window.values, points, side="right")
+    window_cdf = np.concatenate(([0], np.cumsum(window.counts)))[below] / window.size
+    reference_cdf = np.searchsorted(reference, points, side="right") / reference.size
+    statistic = float(np.max(np.abs(window_cdf - reference_cdf)))
+    larger, smaller = sorted([float(window.size), float(reference.size)], reverse=True)
+    effective = larger * smaller / (larger + smaller)
+    p_value = float(np.clip(stats.kstwo.sf(statistic, np.round(effective)), 0, 1))
+    return statistic, p_value
+
+
+def _category_counts(window: _Tally) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     """Counts per category, the values read the way the profile writes its keys ("%g")."""
-    distinct, counts = np.unique(values, return_counts=True)
-    # formatting only the distinct values keeps a large window cheap
-    keys = np.array([float(f"{value:g}") for value in distinct], dtype=np.float64)
+    keys = np.array([float(f"{value:g}") for value in window.values], dtype=np.float64)
     categories, which = np.unique(keys, return_inverse=True)
-    return categories, np.bincount(which, weights=counts).astype(np.int64)
+    return categories, np.bincount(which, weights=window.counts).astype(np.int64)
 
 
 def _chi_square(
-    reference_values: FloatArray, reference_counts: FloatArray, window: FloatArray
+    reference_values: FloatArray, reference_counts: FloatArray, window: _Tally
 ) -> tuple[float, float]:
     """Chi-square contingency of reference vs window counts over the union of categories."""
     window_values, window_counts = _category_counts(window)
@@ -187,8 +239,9 @@ def _chi_square(
 
 def _measure(column: str, reference: Mapping[str, Any], values: FloatArray) -> _Measured:
     """One column's test, severity and data-quality figures against its profile entry."""
-    present = values[~np.isnan(values)]
-    missing_rate = float(1.0 - present.size / values.size)
+    window = _Tally.of(values)
+    counts = window.counts.astype(np.float64)
+    missing_rate = float(1.0 - window.size / values.size)
     kind = reference.get("kind")
     weights: FloatArray | None
     test: Test
@@ -198,9 +251,9 @@ def _measure(column: str, reference: Mapping[str, Any], values: FloatArray) -> _
         weights = None
     elif kind == "categorical":
         test = "chi2"
-        counts: Mapping[str, int] = reference["categories"]
-        reference_values = np.array([float(key) for key in counts], dtype=np.float64)
-        weights = np.array(list(counts.values()), dtype=np.float64)
+        categories: Mapping[str, int] = reference["categories"]
+        reference_values = np.array([float(key) for key in categories], dtype=np.float64)
+        weights = np.array(list(categories.values()), dtype=np.float64)
         order = np.argsort(reference_values)
         reference_values, weights = reference_values[order], weights[order]
     else:
@@ -209,31 +262,38 @@ def _measure(column: str, reference: Mapping[str, Any], values: FloatArray) -> _
             "expected 'continuous' or 'categorical'"
         )
     reference_missing_rate = float(reference["missing_rate"])
-    if present.size == 0 or reference_values.size == 0:
+    if window.size == 0 or reference_values.size == 0:
         return _Measured(
             column, test, 0, 0.0, 1.0, None, None, missing_rate, reference_missing_rate, None
         )
     if test == "ks":
-        result = stats.ks_2samp(present, reference_values)
-        statistic, p_value = float(result.statistic), float(result.pvalue)
+        statistic, p_value = _ks(window, reference_values)
     else:
         assert weights is not None  # set with the categorical reference above
-        statistic, p_value = _chi_square(reference_values, weights, present)
-    outside = (present < float(reference["min"])) | (present > float(reference["max"]))
+        statistic, p_value = _chi_square(reference_values, weights, window)
+    outside = (window.values < float(reference["min"])) | (window.values > float(reference["max"]))
     return _Measured(
         column=column,
         test=test,
-        rows=int(present.size),
+        rows=window.size,
         statistic=statistic,
         p_value=p_value,
-        psi=psi(reference["quantile_edges"], reference_values, present, weights),
+        psi=psi(reference["quantile_edges"], reference_values, window.values, weights, counts),
         wasserstein=normalised_wasserstein(
-            present, reference_values, float(reference["std"]), weights
+            window.values, reference_values, float(reference["std"]), weights, counts
         ),
         missing_rate=missing_rate,
         reference_missing_rate=reference_missing_rate,
-        out_of_range_share=float(outside.mean()),
+        out_of_range_share=int(window.counts[outside].sum()) / window.size,
     )
+
+
+def _check_schema(profile: Mapping[str, Any]) -> None:
+    version = profile.get("schema_version")
+    if version != PROFILE_SCHEMA:
+        raise ValueError(
+            f"reference profile has schema_version {version!r}; this rule reads {PROFILE_SCHEMA}"
+        )
 
 
 def _as_column(name: str, values: object, rows: int) -> FloatArray:
@@ -258,11 +318,7 @@ def judge(
     `predictions`; columns the profile does not list (B, sent by old clients) are not model
     inputs and are ignored.
     """
-    version = profile.get("schema_version")
-    if version != PROFILE_SCHEMA:
-        raise ValueError(
-            f"reference profile has schema_version {version!r}; this rule reads {PROFILE_SCHEMA}"
-        )
+    _check_schema(profile)
     features: Mapping[str, Mapping[str, Any]] = profile["features"]
     absent = [name for name in features if name not in window]
     if absent:
@@ -272,10 +328,25 @@ def judge(
         raise ValueError(f"predictions must be one-dimensional, got shape {predicted.shape}")
     rows = int(predicted.size)
     columns = {name: _as_column(name, window[name], rows) for name in features}
+    return judge_columns(
+        profile, lambda name: predicted if name == PREDICTION else columns[name], rows, settings
+    )
+
+
+def judge_columns(
+    profile: Mapping[str, Any],
+    column: Callable[[str], FloatArray],
+    rows: int,
+    settings: DriftSettings,
+) -> Verdict:
+    """judge's rule with the window's columns fetched one at a time by name (each profiled
+    feature, then PREDICTION), each `rows` long: a reader of a day's log then holds one column
+    of millions of rows in memory, never all of them."""
+    _check_schema(profile)
     if rows < settings.min_rows:
         return Verdict(rows=rows, too_small=True, drift=False, columns=())
-    measured = [_measure(name, features[name], columns[name]) for name in features]
-    measured.append(_measure(PREDICTION, profile["prediction"], predicted))
+    references = {**profile["features"], PREDICTION: profile["prediction"]}
+    measured = [_measure(name, reference, column(name)) for name, reference in references.items()]
     adjusted = stats.false_discovery_control([m.p_value for m in measured], method="bh")
     results = tuple(
         ColumnResult(

@@ -6,34 +6,30 @@
 Reads the service's prediction lines through monitoring/logs.py (files, folders, globs, gzip and
 Parquet; malformed lines are counted and skipped with a warning) with bounded memory: the window
 is filtered while the files are scanned and each column is judged on its own. It splits the lines
-by `model_version`, and judges each version's
-window against the reference profile beside the model card: per input KS or chi-square,
-Benjamini-Hochberg over all inputs and the prediction. Writes a JSON summary and a self-contained
-HTML page per window, prints what moved and what to do next, and exits 0 (no drift), 1 (drift
-found) or 2 (nothing could be judged). `drift_status` gives the same verdict to a caller.
+by `model_version` and judges each version's window against the reference profile beside the
+model card: per input KS or chi-square, Benjamini-Hochberg over all inputs and the prediction.
+Writes a JSON summary and a self-contained HTML page (monitoring/page.py) per window, prints
+what moved and what to do next, and exits 0 (no drift), 1 (drift found) or 2 (nothing could be
+judged). `drift_status` gives the same verdict to a caller.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import dataclasses
-import html
-import io
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
 import yaml
-from scipy import stats
 
 from artifact import ArtifactError, read_card, read_profile
-from monitoring.drift import PREDICTION, DriftSettings, FloatArray, Verdict, judge
+from monitoring import page
+from monitoring.drift import PREDICTION, DriftSettings, FloatArray, Verdict, judge_columns
 from monitoring.logs import LogError, LogReader, Traffic
 from prediction_log import Prediction
 
@@ -66,34 +62,6 @@ class WindowColumns(Mapping[str, FloatArray]):
 
     def __len__(self) -> int:
         return len(self._names)
-
-
-def judge_by_column(
-    profile: dict[str, Any],
-    column: Callable[[str], FloatArray],
-    rows: int,
-    settings: DriftSettings,
-) -> Verdict:
-    """drift.judge's verdict, with one column of the window in memory at a time.
-
-    judge takes every column at once (13 float arrays of a 10-million-row window are a gigabyte),
-    so each column is measured by judge alone, as the prediction of a profile without inputs;
-    the p-values are then adjusted together exactly as judge adjusts them.
-    """
-    if rows < settings.min_rows:
-        return Verdict(rows=rows, too_small=True, drift=False, columns=())
-    references = {**profile["features"], PREDICTION: profile["prediction"]}
-    measured = []
-    for name, reference in references.items():
-        single = {**profile, "features": {}, "prediction": reference}
-        alone = judge(single, {}, column(name), settings)
-        measured.append(dataclasses.replace(alone.columns[0], column=name))
-    adjusted = stats.false_discovery_control([m.p_value for m in measured], method="bh")
-    results = tuple(
-        dataclasses.replace(m, p_adjusted=float(p), drift=bool(p < settings.alpha))
-        for m, p in zip(measured, adjusted, strict=True)
-    )
-    return Verdict(rows=rows, too_small=False, drift=any(r.drift for r in results), columns=results)
 
 
 def window_arrays(
@@ -189,80 +157,6 @@ def advice(summary: dict[str, Any]) -> list[str]:
         "metrics with `dvc metrics diff` before serving the new model.",
     ]
     return lines
-
-
-def render_html(summary: dict[str, Any], profile: dict[str, Any], window: dict[str, Any]) -> str:
-    """One self-contained page: tables and inline PNG figures, nothing fetched from elsewhere."""
-    verdict = summary["verdict"] or {}
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(column.get(key)))}</td>" for key in _COLUMNS)
-        + "</tr>"
-        for column in verdict.get("columns", [])
-    )  # fmt: skip
-    header = "".join(f"<th>{html.escape(key)}</th>" for key in _COLUMNS)
-    figure = _figure(profile, window) if window else ""
-    title = f"Drift report, model {summary['model_version']}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}
-.drift{{color:#b00;font-weight:bold}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="{"drift" if summary["status"] == "drift" else ""}">Status: {summary["status"]}</p>
-<h2>Traffic</h2><pre>{html.escape(json.dumps(summary["traffic"], indent=2))}</pre>
-<h2>Per column</h2><table><tr>{header}</tr>{rows}</table>
-<p>Drift is decided by the adjusted p-value alone (Benjamini-Hochberg over all columns); PSI and
-the normalised Wasserstein distance show how far a column moved and never trigger.</p>
-<h2>Distributions: reference vs window</h2>{figure}
-</body></html>
-"""
-
-
-_COLUMNS = (
-    "column", "test", "rows", "statistic", "p_value", "p_adjusted", "drift", "psi", "wasserstein",
-    "missing_rate", "reference_missing_rate", "out_of_range_share",
-)  # fmt: skip
-
-
-def _figure(profile: dict[str, Any], window: dict[str, Any]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display; chosen here, never on import
-    import matplotlib.pyplot as plt
-
-    references = {**profile["features"], "prediction": profile["prediction"]}
-    names = list(references)
-    columns = 4
-    fig, axes = plt.subplots(-(-len(names) // columns), columns, figsize=(14, 2.8 * len(names) / 4))
-    for ax, name in zip(np.ravel(axes), names, strict=False):
-        reference, live = references[name], window[name]
-        live = live[~np.isnan(live)]
-        if reference["kind"] == "categorical":
-            levels = sorted(float(level) for level in reference["categories"])
-            total = sum(reference["categories"].values())
-            shares = [reference["categories"][f"{level:g}"] / total for level in levels]
-            live_shares = [float(np.mean(live == level)) if live.size else 0.0 for level in levels]
-            positions = np.arange(len(levels))
-            ax.bar(positions - 0.2, shares, 0.4, label="reference")
-            ax.bar(positions + 0.2, live_shares, 0.4, label="window")
-            ax.set_xticks(positions, [f"{level:g}" for level in levels])
-            ax.set_ylabel("share of rows")
-        else:
-            values = np.asarray(reference["values"])
-            bins = np.histogram_bin_edges(np.concatenate([values, live]), bins=30)
-            ax.hist(values, bins=bins, density=True, alpha=0.5, label="reference")
-            ax.hist(live, bins=bins, density=True, alpha=0.5, label="window")
-            ax.set_ylabel("density")
-        ax.set_title(name)
-        ax.legend(fontsize=7)
-    for ax in np.ravel(axes)[len(names) :]:
-        ax.remove()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f'<img alt="reference vs window, every column" src="data:image/png;base64,{encoded}">'
 
 
 def push(url: str, summary: dict[str, Any]) -> None:
@@ -373,7 +267,7 @@ def _report_version(
     else:
         window = WindowColumns(reader, version, list(profile["features"]))
         reader.release()
-        verdict = judge_by_column(
+        verdict = judge_columns(
             profile, lambda name: reader.column(version, name, ordered=True), rows, settings
         )
         if verdict.too_small:
@@ -381,9 +275,9 @@ def _report_version(
     summary = summarise(version, reader.traffic(version), verdict, reason)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"drift-{version}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    # render_html reads the window a column at a time (window[name]): the mapping serves it
-    page = render_html(summary, profile, cast(dict[str, Any], window))
-    (out / f"drift-{version}.html").write_text(page)
+    # the page reads the window a column at a time (window[name]): the mapping serves it
+    html_page = page.render(summary, profile, cast(dict[str, Any], window))
+    (out / f"drift-{version}.html").write_text(html_page)
     print("\n".join(advice(summary)))
     if push_to and verdict is not None:
         push(push_to, summary)

@@ -169,7 +169,8 @@ def measure(command: list[str], folder: Path) -> Run:
 
 def old_verdicts(log: Path) -> dict[str, Any]:
     """The verdict of each model version as the reports reached it before monitoring/logs.py:
-    every line in memory through prediction_log.read_records, sorted by time, judged at once."""
+    every line in memory through prediction_log.read_records, sorted by time, judged at once by
+    drift.judge (whose figures are scipy's on the raw values: tests/monitoring/test_drift.py)."""
     card = read_card(MODELS)
     profile = read_profile(MODELS, card)
     settings = drift_settings(REPO / "params.yaml")

@@ -276,3 +276,35 @@ def test_verdict_as_dict_is_plain_data(reference: dict[str, Any]) -> None:
         "reference_missing_rate",
         "out_of_range_share",
     }
+
+
+@pytest.mark.parametrize("rows", [5_000, 60_000])
+@pytest.mark.parametrize("distinct", [40, None])
+def test_a_window_is_judged_from_its_tally_with_scipys_own_figures(
+    rows: int, distinct: int | None
+) -> None:
+    """A large window is measured from its distinct values and their counts (so a day's column
+    is never copied and sorted by scipy); every figure equals scipy's on the raw values, for the
+    exact p-value (up to 10,000 rows) and the asymptotic one, with repeated values or none."""
+    rng = np.random.default_rng(11)
+    reference = _normal(1, 405)
+    window = rng.normal(0.1, 1.0, rows)
+    if distinct is not None:
+        window = np.round(window * distinct / 8) / (distinct / 8)  # few distinct values
+    window[::13] = np.nan
+    profile = _profile({"X": reference}, _normal(4, 405))
+    entry = profile["features"]["X"]
+    got = judge(profile, {"X": window}, _normal(5, rows), SETTINGS).columns[0]
+    present = window[~np.isnan(window)]
+    expected = stats.ks_2samp(present, np.asarray(entry["values"]))
+    assert got.rows == present.size
+    assert got.statistic == pytest.approx(float(expected.statistic), rel=1e-12)
+    assert got.p_value == pytest.approx(float(expected.pvalue), rel=1e-9, abs=1e-300)
+    values = np.asarray(entry["values"])
+    assert got.psi == pytest.approx(psi(entry["quantile_edges"], values, present), rel=1e-12)
+    assert got.wasserstein == pytest.approx(
+        normalised_wasserstein(present, values, entry["std"]), rel=1e-9
+    )
+    outside = (present < entry["min"]) | (present > entry["max"])
+    assert got.out_of_range_share == pytest.approx(float(outside.mean()), rel=1e-12)
+    assert got.missing_rate == pytest.approx(1 - present.size / rows, rel=1e-12)
