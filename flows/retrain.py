@@ -38,7 +38,7 @@ from artifact import read_card, sha256_of
 from flows import serving, workspace
 from flows.decisions import Comparison, compare, decide, held_out, new_rows
 from flows.registry import Registry, record_decision, tracking_env
-from monitoring import performance
+from monitoring.logs import LogReader
 from stages.contract import COLUMNS, TARGET
 from stages.files import pipeline_path
 from stages.ingest import DataValidationError, read_raw, validate
@@ -123,11 +123,11 @@ def feedback_rows(logs: list[Path], destination: Path) -> tuple[Path, str]:
     model, may be left out of requests) cannot become a training row."""
     names = [column.name for column in COLUMNS]
     required = [column.name for column in COLUMNS if not column.nullable]
-    rows = [
-        {**inputs, TARGET.name: actual}
-        for inputs, actual in performance.labelled_inputs(performance.read(logs))
-    ]
-    table = pd.DataFrame(rows, columns=names)
+    sent = [name for name in names if name != TARGET.name]
+    # through DuckDB: only the labelled rows come into memory, however long the logs
+    with LogReader(logs, sent) as reader:
+        labelled, _ = reader.labelled()
+    table = pd.DataFrame({**labelled.inputs, TARGET.name: labelled.actuals}, columns=names)
     complete = table[required].notna().all(axis=1)
     table[complete].to_csv(destination, index=False, na_rep="NA")
     left_out = int((~complete).sum())

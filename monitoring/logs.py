@@ -149,6 +149,7 @@ class Labelled:
     upper: FloatArray
     upper_censored: npt.NDArray[np.bool_]
     levels: FloatArray
+    inputs: dict[str, FloatArray]  # each of the reader's `features` as sent (NaN: not sent)
     predicted_rows: int  # distinct (request id, row) among the prediction lines
     labels: int  # distinct (request id, row) among the labels
     unknown: int  # labels with no prediction in the logs
@@ -418,10 +419,11 @@ class LogReader:
         written before rows were numbered get their order within their request in their file.
         """
         con = self.connection
+        inputs = "".join(f", input_{name}" for name in self.features)
         # one parallel pass over the files: what a labelled prediction needs, and the problems
         self._run(
             "CREATE OR REPLACE TABLE kept AS SELECT src, problem, ts, request_id, row, "
-            "model_version, prediction, lower, upper, upper_censored, level FROM lines "
+            f"model_version, prediction, lower, upper, upper_censored, level{inputs} FROM lines "
             "WHERE problem IS NOT NULL OR (event = 'prediction' AND row IS NOT NULL)"
         )
         skipped = self._skipped("kept")
@@ -450,17 +452,17 @@ class LogReader:
         # an unnumbered line's row is its place in its request in its file
         con.execute(
             "CREATE OR REPLACE VIEW predicted AS SELECT src, ts, request_id, row, model_version, "
-            "prediction, lower, upper, upper_censored, level FROM kept UNION ALL "
+            f"prediction, lower, upper, upper_censored, level{inputs} FROM kept UNION ALL "
             "SELECT src, ts, request_id, row_number() OVER (PARTITION BY src, request_id "
             "ORDER BY line) - 1 AS row, model_version, prediction, lower, upper, upper_censored, "
-            "level FROM ordered WHERE event = 'prediction'"
+            f"level{inputs} FROM ordered WHERE event = 'prediction'"
         )
         # the prediction of each labelled row (the latest line, if one was logged twice): a
         # small join, however long the log
         con.execute(
             "CREATE OR REPLACE TABLE served AS "
             "SELECT request_id, row, arg_max(struct_pack(ts, model_version, prediction, "
-            "lower, upper, upper_censored, level), (src, ts)) AS p "
+            f"lower, upper, upper_censored, level{inputs}), (src, ts)) AS p "
             "FROM predicted SEMI JOIN labels USING (request_id, row) GROUP BY ALL"
         )
         found = con.execute(
@@ -471,8 +473,9 @@ class LogReader:
             "SELECT s.p.model_version AS version, epoch_us(s.p.ts) AS served, "
             "s.p.prediction AS prediction, l.actual AS actual, s.p.lower AS lower, "
             "s.p.upper AS upper, "
-            "s.p.upper_censored AS censored, s.p.level AS level "
-            "FROM labels l JOIN served s USING (request_id, row) ORDER BY l.arrived"
+            "s.p.upper_censored AS censored, s.p.level AS level"
+            + "".join(f", s.p.input_{name} AS input_{name}" for name in self.features)
+            + " FROM labels l JOIN served s USING (request_id, row) ORDER BY l.arrived"
         ).fetchnumpy()
         labels, repeated, known = con.execute(
             "SELECT count(*), coalesce(sum(repeats), 0), count(s.request_id) FROM labels l "
@@ -491,6 +494,7 @@ class LogReader:
                     np.where(has_interval, _filled(joined["censored"], False), False), dtype=bool
                 ),
                 levels=np.where(has_interval, _floats(joined["level"]), np.nan),
+                inputs={name: _floats(joined[f"input_{name}"]) for name in self.features},
                 predicted_rows=predicted_rows,
                 labels=int(labels),
                 unknown=int(labels) - int(known),

@@ -36,8 +36,8 @@ import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +54,6 @@ from monitoring.coverage import (
     window_coverage,
 )
 from monitoring.logs import Labelled, LogError, LogReader
-from prediction_log import Prediction, Skipped, read_records
 
 NOT_DEGRADED, DEGRADED, CANNOT_RUN = 0, 1, 2
 PerformanceStatus = Literal["degraded", "ok", "cannot judge"]
@@ -78,43 +77,6 @@ class PerformanceSettings:
     min_rows: int
     resamples: int
     coverage: CoverageSettings
-
-
-@dataclass
-class Logs:
-    """Predictions and labels by (request id, row), and what did not fit."""
-
-    predictions: dict[tuple[str, int], Prediction] = field(default_factory=dict)
-    labels: dict[tuple[str, int], float] = field(default_factory=dict)
-    repeated: int = 0
-    skipped: Skipped = field(default_factory=Skipped)
-
-    @property
-    def malformed(self) -> int:
-        return self.skipped.count
-
-
-def read(paths: Iterable[Path]) -> Logs:
-    """Every prediction and label of `paths` in memory, by prediction_log's reader: what the
-    retraining flow turns into training rows (the report itself reads through monitoring/logs)."""
-    logs = Logs()
-    for record in read_records(paths, logs.skipped):
-        key = (record.request_id, record.row)
-        if isinstance(record, Prediction):
-            logs.predictions[key] = record
-        else:
-            logs.repeated += key in logs.labels
-            logs.labels[key] = record.actual
-    return logs
-
-
-def labelled_inputs(logs: Logs) -> list[tuple[dict[str, Any], float]]:
-    """Each labelled prediction's inputs as sent, with the outcome its label gives."""
-    return [
-        (logs.predictions[key].inputs, actual)
-        for key, actual in logs.labels.items()
-        if key in logs.predictions
-    ]
 
 
 def window_length(text: str) -> timedelta:
