@@ -1,7 +1,9 @@
 """The prediction log's record: its fields, its writer and its reader.
 
-The service writes one JSON object per line with `PredictionLog`; the drift and performance
-reports read the lines back with `read_records`, so both judge the same lines by the same rules.
+The service writes one JSON object per line with `PredictionLog`. `read_records` reads them back a
+line at a time by the record's strict rules: the reference reading that the reports' columnar
+reader (monitoring/logs.py, which takes a day of logs) is checked against by
+`make monitor-volume`, and what the tests read the service's lines with.
 A file sink may rotate (rotating_log.py). Standard library, orjson, conformal.py and
 rotating_log.py: the serving image carries these beside artifact.py.
 """
