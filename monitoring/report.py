@@ -140,23 +140,10 @@ def advice(summary: dict[str, Any]) -> list[str]:
     if status != "drift":
         detail = f" ({summary['reason']})" if summary["reason"] else ""
         return [f"model {version}: {status} over {rows} rows{detail}"]
+    # the page's own words for what moved and what to do (monitoring/page.py)
     lines = [f"model {version}: DRIFT over {rows} rows. Columns that moved:"]
-    for column in summary["verdict"]["columns"]:
-        if column["drift"]:
-            lines.append(
-                f"  {column['column']}: {column['test']} statistic {column['statistic']:.3f}, "
-                f"adjusted p {column['p_adjusted']:.2g}, PSI {_cell(column['psi'])}, "
-                f"out of reference range {_share(column['out_of_range_share'])}, "
-                f"missing {_share(column['missing_rate'])} "
-                f"(reference {_share(column['reference_missing_rate'])})"
-            )
-    lines += [
-        "Next: check the inputs that moved at their source (a broken upstream feed looks like",
-        "drift). If the houses really changed, label recent ones and retrain on them: add the rows",
-        "to data/raw/HousingData.csv (ingest validates them), then `dvc repro` and compare the new",
-        "metrics with `dvc metrics diff` before serving the new model.",
-    ]
-    return lines
+    lines += [f"  {line}" for line in page.moved_lines(summary)]
+    return lines + [f"Next: {step}" for step in page.next_steps(summary)]
 
 
 def push(url: str, summary: dict[str, Any]) -> None:
@@ -346,16 +333,6 @@ def parse_time(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _share(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 if __name__ == "__main__":
